@@ -1,0 +1,774 @@
+"""Representational similarity measures: the CKA family and the measures reviewers ask for.
+
+Every measure compares two representations of the *same* ``n`` examples, ``X`` with shape
+``(n, d1)`` and ``Y`` with shape ``(n, d2)`` (rows = examples, columns = features, e.g. the
+last-prompt-token hidden states of one layer), and returns a float similarity (higher = more
+similar; 1 for identical representations).
+
+Measures (registry :data:`MEASURES`, call any by name with :func:`similarity`):
+
+=====================  ==========================================================  ===========
+name                   definition                                                   Gram form
+=====================  ==========================================================  ===========
+``linear_cka``         Kornblith et al. 2019, Eq. (4) (biased HSIC, Gretton 2005)   yes
+``debiased_cka``       linear CKA with unbiased HSIC (Song et al. 2007, Eq. 5)      yes
+``rbf_cka``            RBF kernel, bandwidth = median distance (Kornblith 2019)     yes
+``debiased_rbf_cka``   RBF CKA with unbiased HSIC                                   yes
+``minibatch_cka``      Nguyen, Raghu & Kornblith 2021, Eq. (2)-(3)                  yes
+``svcca``              Raghu et al. 2017: SVD to 99 % variance, then mean CCA rho   yes
+``pwcca``              Morcos et al. 2018, Eq. (1): projection-weighted CCA         no
+``procrustes``         1 - d^2/2, orthogonal Procrustes on unit-norm (Ding 2021)    yes
+``mutual_knn``         mutual k-NN alignment (Huh et al. 2024, Eq. 11)              yes
+``rsa``                Spearman rho of dissimilarity matrices (Kriegeskorte 2008)   yes
+=====================  ==========================================================  ===========
+
+Gram reuse
+    "Gram form = yes" means the measure is computed from the two *centred linear Gram
+    matrices* ``K = H X X^T H`` alone (``n x n``, independent of ``d``), so a model's Gram per
+    (task, layer) is computed once (:func:`centered_gram`, :class:`GramCache`) and reused by
+    every comparison and every such measure: distances, cosines, RBF kernels, SVD subspaces and
+    Procrustes factors are all functions of the linear Gram.
+
+NaN / inf
+    A row (example) that is not finite in *either* matrix is dropped from *both* (never
+    separately, which misaligns the examples -- the bug in the authors' ``cka.py``); the count is
+    reported with a :class:`NonFiniteRowsWarning` and, where asked, in a :class:`RowFilter`.
+    :func:`centered_gram` marks such rows with NaN rows/columns (the Gram stays ``n x n`` so it
+    aligns with other models' Grams), and every Gram-form measure drops rows jointly from that mark.
+
+Precision
+    All arithmetic is float64: inputs of any float dtype (float16/bfloat16/float32/float64, NumPy
+    or torch) are copied to float64, centred in float64 and multiplied in float64 GEMMs. On this
+    project's CPUs a float64 ``n x n`` Gram at n=1000, d=4096 takes ~0.1 s, so float32 buys little
+    speed and is used in one place only: :class:`GramCache` may *store* Grams in float32
+    (``storage_dtype``) to halve disk and memory. That is safe because the Gram is computed and
+    centred in float64 before rounding, so each stored entry carries a relative error of at most
+    2**-24 ~ 6e-8, and CKA (a ratio of sums of n^2 such entries) moves by less than ~1e-7; the
+    test suite checks the float32-stored result against float64 to 1e-6. Re-centring after the
+    round-trip is idempotent and removes any offset the rounding adds.
+
+Errors
+    ``ValueError`` for mismatched numbers of rows, fewer rows than a measure needs (debiased
+    HSIC needs n >= 4), all-constant features (zero variance: CKA is 0/0), wrong array ranks and
+    bad options; ``KeyError`` (listing the valid names) for an unknown measure name.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NonFiniteRowsWarning",
+    "RowFilter",
+    "as_float64",
+    "finite_rows",
+    "drop_nonfinite_rows",
+    "centered_gram",
+    "centered_grams",
+    "center_gram",
+    "unbiased_center_gram",
+    "hsic",
+    "cka_from_grams",
+    "linear_cka",
+    "debiased_cka",
+    "cka_matrix",
+    "Measure",
+    "MEASURES",
+    "measure_names",
+    "get_measure",
+    "similarity",
+    "similarity_from_grams",
+    "cka_by_layer",
+    "similarity_by_layer_from_grams",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+
+
+class NonFiniteRowsWarning(UserWarning):
+    """Rows containing NaN or inf were dropped (jointly from both representations)."""
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Which examples a comparison used after dropping non-finite rows jointly.
+
+    Attributes:
+        n_total: rows given.
+        n_used: rows kept (finite in every matrix involved).
+        dropped: indices (into the original rows) that were removed, ascending.
+    """
+
+    n_total: int
+    n_used: int
+    dropped: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def n_dropped(self) -> int:
+        """Number of rows removed."""
+        return self.n_total - self.n_used
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def as_float64(X: Any, name: str = "X", *, ndim: int = 2) -> np.ndarray:
+    """Return a float64 NumPy *copy* of ``X`` (never a view, so callers' arrays are never mutated).
+
+    Args:
+        X: NumPy array, torch tensor (any float dtype incl. bfloat16, any device) or nested list.
+        name: name used in error messages.
+        ndim: required number of dimensions.
+
+    Returns:
+        np.ndarray: float64 array with ``ndim`` dimensions.
+
+    Raises:
+        ValueError: wrong number of dimensions, or a non-numeric / complex dtype.
+    """
+    if _is_torch(X):
+        X = X.detach().to("cpu")
+        if not X.is_floating_point():
+            X = X.double()
+        X = X.double().numpy()
+    arr = np.array(X, dtype=None, copy=True)
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    return arr
+
+
+def finite_rows(*arrays: np.ndarray) -> np.ndarray:
+    """Boolean mask of rows (axis -2 for feature matrices) that are finite in *all* arrays.
+
+    Each array is ``(n, d)`` or ``(L, n, d)``; a row is kept only if it is finite in every
+    array and every layer.
+    """
+    mask = None
+    for a in arrays:
+        a = np.asarray(a)
+        ok = np.isfinite(a).all(axis=-1)
+        while ok.ndim > 1:
+            ok = ok.all(axis=0)
+        mask = ok if mask is None else mask & ok
+    assert mask is not None
+    return mask
+
+
+def _report_dropped(mask: np.ndarray, what: str, stacklevel: int = 3) -> RowFilter:
+    dropped = tuple(int(i) for i in np.flatnonzero(~mask))
+    rf = RowFilter(n_total=int(mask.size), n_used=int(mask.sum()), dropped=dropped)
+    if dropped:
+        shown = ", ".join(map(str, dropped[:10])) + (", ..." if len(dropped) > 10 else "")
+        warnings.warn(
+            f"{what}: dropped {len(dropped)} of {mask.size} rows containing NaN/inf, jointly from "
+            f"both representations (rows {shown}); {rf.n_used} rows used",
+            NonFiniteRowsWarning,
+            stacklevel=stacklevel,
+        )
+    return rf
+
+
+def _check_pair(X: np.ndarray, Y: np.ndarray, min_rows: int, what: str) -> None:
+    if X.shape[-2] != Y.shape[-2]:
+        raise ValueError(
+            f"{what}: X and Y must have the same number of rows (examples), got "
+            f"{X.shape[-2]} and {Y.shape[-2]}; rows must be the same examples in the same order"
+        )
+    if X.shape[-2] < min_rows:
+        raise ValueError(f"{what} needs at least {min_rows} rows (examples), got {X.shape[-2]}")
+
+
+def drop_nonfinite_rows(
+    X: Any, Y: Any, *, what: str = "similarity", warn: bool = True
+) -> tuple[np.ndarray, np.ndarray, RowFilter]:
+    """Drop rows that contain NaN/inf in X *or* Y, from both (jointly), as float64 copies.
+
+    Args:
+        X: ``(n, d1)`` array-like. Y: ``(n, d2)`` array-like (same examples, same order).
+        what: label for the warning. warn: emit :class:`NonFiniteRowsWarning` if rows are dropped.
+
+    Returns:
+        ``(X_kept, Y_kept, RowFilter)``; float64 copies.
+
+    Raises:
+        ValueError: different numbers of rows.
+    """
+    X = as_float64(X, "X")
+    Y = as_float64(Y, "Y")
+    _check_pair(X, Y, 0, what)
+    mask = finite_rows(X, Y)
+    if warn:
+        rf = _report_dropped(mask, what)
+    else:
+        rf = RowFilter(int(mask.size), int(mask.sum()), tuple(int(i) for i in np.flatnonzero(~mask)))
+    if rf.n_dropped:
+        X, Y = X[mask], Y[mask]
+    return X, Y, rf
+
+
+def _center_columns(X: np.ndarray, name: str) -> np.ndarray:
+    """Subtract column means in float64, in place on a private copy. Snaps constants to 0."""
+    scale = float(np.abs(X).max()) if X.size else 0.0
+    X -= X.mean(axis=0, keepdims=True)
+    # a constant column can leave ~1e-16 * |value| of rounding; treat all-constant input exactly
+    if X.size and float(np.abs(X).max()) <= 1e-12 * scale:
+        X[...] = 0.0
+    return X
+
+
+def _constant_error(name: str) -> ValueError:
+    return ValueError(
+        f"{name} has zero variance after centring (all features constant over the examples, or "
+        f"a zero Gram matrix): CKA and the other measures are 0/0 and undefined"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Gram matrices and HSIC
+# --------------------------------------------------------------------------------------------
+
+
+def centered_gram(X: Any) -> np.ndarray:
+    """Double-centred linear Gram matrix ``K = H X X^T H`` with ``H = I - 11^T / n``.
+
+    Computed as ``Xc Xc^T`` where ``Xc`` is ``X`` with column means removed in float64 (equal to
+    ``H X X^T H`` and numerically better: hidden states carry large per-feature offsets, which
+    centring the Gram afterwards would cancel catastrophically).
+
+    Args:
+        X: ``(n, d)`` array-like, any float dtype (NumPy or torch).
+
+    Returns:
+        np.ndarray: ``(n, n)`` float64, symmetric. Rows of ``X`` containing NaN/inf do not enter
+        the mean; their Gram row and column are NaN (so the Gram keeps ``n`` rows, aligned with
+        other models' Grams; Gram-form measures drop such rows jointly).
+
+    Raises:
+        ValueError: ``X`` is not 2-D.
+    """
+    X = as_float64(X, "X")
+    ok = np.isfinite(X).all(axis=1)
+    if ok.all():
+        Xc = _center_columns(X, "X")
+        K = Xc @ Xc.T
+        return _symmetrize(K)
+    n = X.shape[0]
+    K = np.full((n, n), np.nan)
+    if ok.any():
+        Xc = _center_columns(X[ok], "X")
+        K[np.ix_(ok, ok)] = _symmetrize(Xc @ Xc.T)
+    return K
+
+
+def centered_grams(A: Any) -> np.ndarray:
+    """:func:`centered_gram` for every layer: ``A (L, n, d)`` -> ``(L, n, n)`` float64."""
+    A = as_float64(A, "A", ndim=3)
+    return np.stack([centered_gram(A[i]) for i in range(A.shape[0])])
+
+
+def _symmetrize(K: np.ndarray) -> np.ndarray:
+    K += K.T
+    K *= 0.5
+    return K
+
+
+def center_gram(K: Any) -> np.ndarray:
+    """Double-centre a Gram/kernel matrix: ``H K H`` (a float64 copy; idempotent).
+
+    Args:
+        K: ``(n, n)`` symmetric matrix.
+
+    Returns:
+        np.ndarray: ``(n, n)`` float64 ``H K H`` (Kornblith et al. 2019, Eq. 3).
+    """
+    K = as_float64(K, "K")
+    K -= K.mean(axis=0, keepdims=True)
+    K -= K.mean(axis=1, keepdims=True)
+    return _symmetrize(K)
+
+
+def unbiased_center_gram(K: Any) -> np.ndarray:
+    """U-centre a Gram matrix for the unbiased HSIC estimator (Song et al. 2007).
+
+    With ``Kt = K - diag(K)`` (zero diagonal), returns the matrix ``U`` with zero diagonal and
+    ``U_ij = Kt_ij - r_i - r_j`` where ``r = Kt 1/(n-2) - 1^T Kt 1 / (2 (n-1)(n-2))``, so that
+    ``<U(K), U(L)> / (n (n-3))`` equals the unbiased HSIC_1 of Song et al. (2007), Eq. (5)
+    (Kornblith et al. 2019, Eq. 10; the form used in their ``center_gram(unbiased=True)``).
+    ``U`` annihilates terms ``a_i + a_j + c``, so U(H K H) = U(K): it may be applied to raw or
+    centred Grams alike.
+
+    Raises:
+        ValueError: ``n < 4``.
+    """
+    K = as_float64(K, "K")
+    n = K.shape[0]
+    if n < 4:
+        raise ValueError(f"debiased (unbiased HSIC) estimators need at least 4 rows (examples), got {n}")
+    np.fill_diagonal(K, 0.0)
+    means = K.sum(axis=0) / (n - 2)
+    means -= means.sum() / (2 * (n - 1))
+    K -= means[:, None]
+    K -= means[None, :]
+    np.fill_diagonal(K, 0.0)
+    return _symmetrize(K)
+
+
+def _prepare_grams(
+    Kx: Any, Ky: Any, *, min_rows: int = 2, what: str = "cka_from_grams"
+) -> tuple[np.ndarray, np.ndarray, RowFilter]:
+    """Float64 copies of two Grams with jointly non-finite rows dropped and both re-centred."""
+    Kx = as_float64(Kx, "Kx")
+    Ky = as_float64(Ky, "Ky")
+    for K, nm in ((Kx, "Kx"), (Ky, "Ky")):
+        if K.shape[0] != K.shape[1]:
+            raise ValueError(f"{nm} must be a square (n, n) Gram matrix, got shape {K.shape}")
+    if Kx.shape != Ky.shape:
+        raise ValueError(
+            f"{what}: Kx and Ky must describe the same n examples, got shapes {Kx.shape} and {Ky.shape}"
+        )
+    # a non-finite example shows as a non-finite diagonal entry (and a NaN row and column)
+    ok = np.isfinite(np.diagonal(Kx)) & np.isfinite(np.diagonal(Ky))
+    rf = _report_dropped(ok, what, stacklevel=4)
+    if rf.n_dropped:
+        Kx, Ky = Kx[np.ix_(ok, ok)], Ky[np.ix_(ok, ok)]
+    if not (np.isfinite(Kx).all() and np.isfinite(Ky).all()):
+        raise ValueError(
+            f"{what}: Gram matrices have non-finite off-diagonal entries with a finite diagonal; "
+            f"mark a non-finite example with a NaN row and column (as centered_gram does)"
+        )
+    if Kx.shape[0] < min_rows:
+        raise ValueError(f"{what} needs at least {min_rows} rows (examples), got {Kx.shape[0]}")
+    return center_gram(Kx), center_gram(Ky), rf
+
+
+def hsic(Kx: Any, Ky: Any, *, debiased: bool = False) -> float:
+    """HSIC between two Gram/kernel matrices (not normalised; NaN rows dropped jointly).
+
+    Biased: ``tr(H Kx H Ky) / (n-1)^2`` (Gretton et al. 2005, Eq. 4). Debiased: the unbiased
+    estimator ``HSIC_1`` of Song et al. (2007), Eq. (5), computed as ``<U(Kx), U(Ky)> / (n(n-3))``.
+
+    Raises:
+        ValueError: shapes differ or are not square; debiased with n < 4.
+    """
+    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=4 if debiased else 2, what="hsic")
+    n = Kx.shape[0]
+    if debiased:
+        return float(np.vdot(unbiased_center_gram(Kx), unbiased_center_gram(Ky)) / (n * (n - 3)))
+    return float(np.vdot(Kx, Ky) / (n - 1) ** 2)
+
+
+def _cka_centred(Kx: np.ndarray, Ky: np.ndarray, debiased: bool, what: str) -> float:
+    """CKA from already-centred, already-aligned float64 Grams."""
+    sx, sy = float(np.vdot(Kx, Kx)), float(np.vdot(Ky, Ky))
+    if sx == 0.0:
+        raise _constant_error("X (Kx)")
+    if sy == 0.0:
+        raise _constant_error("Y (Ky)")
+    if not debiased:
+        return _ratio(float(np.vdot(Kx, Ky)), sx, sy, what)
+    if Kx.shape[0] < 4:
+        raise ValueError(
+            f"{what} (debiased, unbiased HSIC) needs at least 4 rows (examples), got {Kx.shape[0]}"
+        )
+    Ux = unbiased_center_gram(Kx)
+    Uy = unbiased_center_gram(Ky)
+    return _ratio(
+        float(np.vdot(Ux, Uy)), float(np.vdot(Ux, Ux)), float(np.vdot(Uy, Uy)), what,
+        scale_x=sx, scale_y=sy,
+    )
+
+
+def _ratio(
+    xy: float,
+    xx: float,
+    yy: float,
+    what: str,
+    *,
+    scale_x: float | None = None,
+    scale_y: float | None = None,
+) -> float:
+    """``xy / sqrt(xx * yy)``: ValueError for zero variance, nan for non-positive debiased HSIC.
+
+    ``scale_x``/``scale_y`` are the *biased* self-HSIC values when ``xx``/``yy`` are debiased
+    estimates: a debiased self-HSIC that is <= 1e-12 of the biased one (e.g. one outlier row and
+    otherwise constant features) or negative (too few examples) makes the ratio meaningless, and
+    nan is returned with a ``RuntimeWarning`` instead of an arbitrary large number.
+    """
+    if (scale_x if scale_x is not None else xx) == 0.0:
+        raise _constant_error("X")
+    if (scale_y if scale_y is not None else yy) == 0.0:
+        raise _constant_error("Y")
+    tiny_x = 1e-12 * scale_x if scale_x is not None else 0.0
+    tiny_y = 1e-12 * scale_y if scale_y is not None else 0.0
+    if xx <= tiny_x or yy <= tiny_y:
+        warnings.warn(
+            f"{what}: a debiased self-HSIC estimate is not positive ({xx:.3g}, {yy:.3g}); too few "
+            f"informative examples for the unbiased estimator -- returning nan",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return float("nan")
+    return float(xy / math.sqrt(xx * yy))
+
+
+def cka_from_grams(Kx: Any, Ky: Any, *, debiased: bool = False) -> float:
+    """CKA from two Gram (kernel) matrices of the same n examples.
+
+    ``CKA = HSIC(Kx, Ky) / sqrt(HSIC(Kx, Kx) HSIC(Ky, Ky))`` (Kornblith et al. 2019, Eq. 2),
+    with the biased HSIC ``tr(H Kx H Ky)`` (Eq. 3; the ``1/(n-1)^2`` cancels) or, if
+    ``debiased``, the unbiased HSIC_1 of Song et al. (2007), Eq. (5).
+
+    Args:
+        Kx, Ky: ``(n, n)`` Gram matrices, raw or centred (they are re-centred; centring is
+            idempotent), any float dtype. Rows that are non-finite in either (e.g. the NaN rows
+            :func:`centered_gram` writes for non-finite examples) are dropped from both, with a
+            :class:`NonFiniteRowsWarning`.
+        debiased: use the unbiased HSIC estimator (needs n >= 4).
+
+    Returns:
+        float: CKA in [0, 1] (biased); debiased CKA may be slightly negative, and is nan (with a
+        ``RuntimeWarning``) if a debiased self-HSIC is negative.
+
+    Raises:
+        ValueError: non-square or differently-shaped Grams; debiased with n < 4; a zero Gram
+            after centring (all-constant features).
+    """
+    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=4 if debiased else 2)
+    return _cka_centred(Kx, Ky, debiased, "cka_from_grams")
+
+
+# --------------------------------------------------------------------------------------------
+# Linear CKA (feature and Gram routes)
+# --------------------------------------------------------------------------------------------
+
+
+def _use_feature_route(n: int, d1: int, d2: int) -> bool:
+    """True if ``X^T Y`` (d1 x d2) is cheaper than the two n x n Grams.
+
+    Feature route ~ 2n(d1 d2 + d1^2 + d2^2) flops; Gram route ~ n^2 (d1 + d2) (symmetric GEMMs)
+    + O(n^2) for the traces.
+    """
+    return 2 * (d1 * d2 + d1 * d1 + d2 * d2) < n * (d1 + d2)
+
+
+def _debiased_dot(xty: float, sx: np.ndarray, sy: np.ndarray, nx: float, ny: float, n: int) -> float:
+    """Unbiased HSIC numerator (times n(n-3)) in feature space (Kornblith et al. 2019, App. / code).
+
+    ``xty = ||Xc^T Yc||_F^2``, ``sx, sy`` = squared row norms of the centred features,
+    ``nx, ny`` = their sums.
+    """
+    return xty - n / (n - 2.0) * float(sx @ sy) + nx * ny / ((n - 1.0) * (n - 2.0))
+
+
+def _linear_cka_features(Xc: np.ndarray, Yc: np.ndarray, debiased: bool) -> float:
+    """Feature-space linear CKA: ``||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` (Eq. 4)."""
+    xy = float(np.linalg.norm(Xc.T @ Yc) ** 2)
+    xx = float(np.linalg.norm(Xc.T @ Xc) ** 2)
+    yy = float(np.linalg.norm(Yc.T @ Yc) ** 2)
+    if xx == 0.0:
+        raise _constant_error("X")
+    if yy == 0.0:
+        raise _constant_error("Y")
+    if not debiased:
+        return _ratio(xy, xx, yy, "linear_cka")
+    n = Xc.shape[0]
+    sx = np.einsum("ij,ij->i", Xc, Xc)
+    sy = np.einsum("ij,ij->i", Yc, Yc)
+    nx, ny = float(sx.sum()), float(sy.sum())
+    return _ratio(
+        _debiased_dot(xy, sx, sy, nx, ny, n),
+        _debiased_dot(xx, sx, sx, nx, nx, n),
+        _debiased_dot(yy, sy, sy, ny, ny, n),
+        "linear_cka",
+        scale_x=xx,
+        scale_y=yy,
+    )
+
+
+def linear_cka(X: Any, Y: Any, *, debiased: bool = False, route: str = "auto") -> float:
+    """Linear CKA (Kornblith et al. 2019), optionally with the unbiased HSIC estimator.
+
+    ``CKA(X, Y) = ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` (Kornblith et al. 2019,
+    Eq. 4; the paper's Sec. 3 Gram form ``HSIC(K,L)/sqrt(HSIC(K,K) HSIC(L,L))`` with linear
+    kernels), where ``Xc``, ``Yc`` are column-centred. ``debiased=True`` replaces the biased
+    HSIC by the unbiased HSIC_1 (Song et al. 2007, Eq. 5), as in Kornblith et al.'s
+    ``feature_space_linear_cka(debiased=True)``.
+
+    Args:
+        X: ``(n, d1)``; Y: ``(n, d2)``; same examples in the same order; any float dtype, NumPy
+            or torch. Neither is modified (float64 copies are made).
+        debiased: unbiased HSIC (needs n >= 4 after dropping non-finite rows).
+        route: ``"auto"`` (feature route ``X^T Y`` when cheaper, i.e. n large relative to d,
+            else n x n Gram route), ``"features"`` or ``"gram"``. Both routes are float64 and
+            agree to ~1e-15.
+
+    Returns:
+        float: CKA; biased in [0, 1].
+
+    Raises:
+        ValueError: different numbers of rows; fewer than 2 rows (4 if debiased) after dropping
+            non-finite rows; all-constant features; bad ``route``.
+    """
+    if route not in ("auto", "features", "gram"):
+        raise ValueError(f"route must be one of 'auto', 'features', 'gram', got {route!r}")
+    X, Y, _ = drop_nonfinite_rows(X, Y, what="linear_cka")
+    min_rows = 4 if debiased else 2
+    _check_pair(X, Y, min_rows, "linear_cka (debiased)" if debiased else "linear_cka")
+    Xc = _center_columns(X, "X")
+    Yc = _center_columns(Y, "Y")
+    n, d1 = Xc.shape
+    d2 = Yc.shape[1]
+    if route == "features" or (route == "auto" and _use_feature_route(n, d1, d2)):
+        return _linear_cka_features(Xc, Yc, debiased)
+    Kx = _symmetrize(Xc @ Xc.T)
+    Ky = _symmetrize(Yc @ Yc.T)
+    return _cka_centred(Kx, Ky, debiased, "linear_cka")
+
+
+def debiased_cka(X: Any, Y: Any) -> float:
+    """Linear CKA with the unbiased HSIC estimator: ``linear_cka(X, Y, debiased=True)``."""
+    return linear_cka(X, Y, debiased=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A registered similarity measure.
+
+    Attributes:
+        name: registry name.
+        features: ``f(X, Y, **options) -> float`` on ``(n, d1)``, ``(n, d2)`` feature matrices.
+        grams: ``f(Kx, Ky, **options) -> float`` on centred linear Grams (``None`` if the measure
+            needs the features, e.g. PWCCA).
+        symmetric: ``m(X, Y) == m(Y, X)``.
+        min_rows: fewer rows (after dropping non-finite ones) raise ``ValueError``.
+        reference: the publication and equation the implementation follows.
+        options: default keyword options, overridable per call.
+    """
+
+    name: str
+    features: Callable[..., float]
+    grams: Callable[..., float] | None
+    symmetric: bool = True
+    min_rows: int = 2
+    reference: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_grams(self) -> bool:
+        """True if the measure can be computed from cached centred linear Grams."""
+        return self.grams is not None
+
+    def __call__(self, X: Any, Y: Any, **options: Any) -> float:
+        return self.features(X, Y, **{**self.options, **options})
+
+    def from_grams(self, Kx: Any, Ky: Any, **options: Any) -> float:
+        """Compute from centred linear Grams; ``ValueError`` if the measure needs features."""
+        if self.grams is None:
+            raise ValueError(f"measure {self.name!r} needs the feature matrices, not Grams")
+        return self.grams(Kx, Ky, **{**self.options, **options})
+
+
+MEASURES: dict[str, Measure] = {}
+
+
+def _register(m: Measure) -> Measure:
+    MEASURES[m.name] = m
+    return m
+
+
+def measure_names() -> list[str]:
+    """Sorted names of the registered measures."""
+    return sorted(MEASURES)
+
+
+def get_measure(name: str) -> Measure:
+    """Registered :class:`Measure` by name.
+
+    Raises:
+        KeyError: unknown name (the message lists the valid names).
+    """
+    if isinstance(name, Measure):
+        return name
+    try:
+        return MEASURES[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown similarity measure {name!r}; valid names: {', '.join(measure_names())}"
+        ) from None
+
+
+def similarity(name: str, X: Any, Y: Any, **options: Any) -> float:
+    """Similarity of ``X (n, d1)`` and ``Y (n, d2)`` under the registered measure ``name``.
+
+    Raises:
+        KeyError: unknown measure name (valid names listed). ValueError: see the measure.
+    """
+    return get_measure(name)(X, Y, **options)
+
+
+def similarity_from_grams(name: str, Kx: Any, Ky: Any, **options: Any) -> float:
+    """Similarity from two centred linear Grams ``(n, n)`` (see :func:`centered_gram`).
+
+    Raises:
+        KeyError: unknown name. ValueError: the measure needs features (PWCCA), or bad input.
+    """
+    return get_measure(name).from_grams(Kx, Ky, **options)
+
+
+_register(
+    Measure(
+        "linear_cka",
+        lambda X, Y, **kw: linear_cka(X, Y, **kw),
+        lambda Kx, Ky, **kw: cka_from_grams(Kx, Ky, **kw),
+        reference="Kornblith et al. 2019, Eq. (4) / Eq. (2)-(3) with linear kernel; biased HSIC",
+    )
+)
+_register(
+    Measure(
+        "debiased_cka",
+        lambda X, Y, **kw: linear_cka(X, Y, debiased=True, **kw),
+        lambda Kx, Ky, **kw: cka_from_grams(Kx, Ky, debiased=True, **kw),
+        min_rows=4,
+        reference="Kornblith et al. 2019 with the unbiased HSIC_1 of Song et al. 2007, Eq. (5)",
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Batched over layers
+# --------------------------------------------------------------------------------------------
+
+
+def _layer_rows(A: np.ndarray, B: np.ndarray, rows: str, what: str) -> tuple[np.ndarray, RowFilter]:
+    if rows not in ("all_layers", "per_layer"):
+        raise ValueError(f"rows must be 'all_layers' or 'per_layer', got {rows!r}")
+    mask = finite_rows(A, B)
+    if rows == "all_layers":
+        return mask, _report_dropped(mask, what, stacklevel=4)
+    return mask, RowFilter(int(mask.size), int(mask.sum()), tuple(int(i) for i in np.flatnonzero(~mask)))
+
+
+def cka_by_layer(
+    A: Any,
+    B: Any,
+    *,
+    measure: str = "linear_cka",
+    rows: str = "all_layers",
+    return_info: bool = False,
+    **options: Any,
+) -> np.ndarray | tuple[np.ndarray, RowFilter]:
+    """A similarity measure for every layer of a pair of models in one call.
+
+    Args:
+        A: ``(n_layers, n, d_a)`` hidden states of model A (float32/float64/any float; NumPy or
+            torch). B: ``(n_layers, n, d_b)`` for model B, same examples in the same order.
+        measure: registry name (default linear CKA; see :data:`MEASURES`).
+        rows: how non-finite rows are dropped, always *jointly* from A and B:
+            ``"all_layers"`` (default) drops an example from every layer if it is non-finite in
+            any layer of either model, so all layers use the same examples and the curve is
+            comparable across layers; ``"per_layer"`` drops per layer (each layer keeps its own
+            finite examples; a :class:`NonFiniteRowsWarning` is issued per affected layer).
+        return_info: also return the :class:`RowFilter` (for ``"per_layer"``: rows non-finite in
+            any layer).
+        **options: passed to the measure (e.g. ``k=`` for ``mutual_knn``).
+
+    Returns:
+        np.ndarray: ``(n_layers,)`` float64; or ``(values, RowFilter)`` if ``return_info``.
+
+    Raises:
+        ValueError: not 3-D, different numbers of layers or examples, too few examples.
+        KeyError: unknown measure name.
+    """
+    m = get_measure(measure)
+    A = as_float64(A, "A", ndim=3)
+    B = as_float64(B, "B", ndim=3)
+    if A.shape[0] != B.shape[0]:
+        raise ValueError(f"cka_by_layer: A and B must have the same number of layers, got {A.shape[0]} and {B.shape[0]}")
+    _check_pair(A, B, m.min_rows, f"cka_by_layer({m.name})")
+    mask, rf = _layer_rows(A, B, rows, f"cka_by_layer({m.name})")
+    if rows == "all_layers" and rf.n_dropped:
+        A, B = A[:, mask], B[:, mask]
+        if A.shape[1] < m.min_rows:
+            raise ValueError(f"cka_by_layer({m.name}) needs at least {m.min_rows} finite rows, got {A.shape[1]}")
+    out = np.empty(A.shape[0], dtype=np.float64)
+    for layer in range(A.shape[0]):
+        out[layer] = m(A[layer], B[layer], **options)
+    return (out, rf) if return_info else out
+
+
+def similarity_by_layer_from_grams(
+    GA: Any, GB: Any, *, measure: str = "linear_cka", **options: Any
+) -> np.ndarray:
+    """A Gram-form measure for every layer from stacked centred Grams.
+
+    Args:
+        GA, GB: ``(n_layers, n, n)`` centred linear Grams (e.g. from :class:`GramCache` or
+            :func:`centered_grams`); NaN rows (non-finite examples) are dropped jointly per layer.
+        measure: a registry name whose measure has a Gram form.
+
+    Returns:
+        np.ndarray: ``(n_layers,)`` float64.
+    """
+    m = get_measure(measure)
+    GA = as_float64(GA, "GA", ndim=3)
+    GB = as_float64(GB, "GB", ndim=3)
+    if GA.shape != GB.shape:
+        raise ValueError(f"GA and GB must have the same shape (n_layers, n, n), got {GA.shape} and {GB.shape}")
+    return np.array([m.from_grams(GA[i], GB[i], **options) for i in range(GA.shape[0])])
+
+
+def cka_matrix(A: Any, B: Any, *, debiased: bool = False) -> np.ndarray:
+    """Linear CKA between every layer of A and every layer of B (one GEMM over Grams).
+
+    Args:
+        A: ``(L1, n, d_a)``; B: ``(L2, n, d_b)`` feature matrices. Non-finite rows are dropped
+            jointly across all layers of both.
+        debiased: unbiased HSIC.
+
+    Returns:
+        np.ndarray: ``(L1, L2)`` float64 CKA matrix.
+    """
+    A = as_float64(A, "A", ndim=3)
+    B = as_float64(B, "B", ndim=3)
+    _check_pair(A, B, 4 if debiased else 2, "cka_matrix")
+    mask, rf = _layer_rows(A, B, "all_layers", "cka_matrix")
+    if rf.n_dropped:
+        A, B = A[:, mask], B[:, mask]
+
+    def flat(S: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(S.shape[0]):
+            Xc = _center_columns(S[i], "layer")
+            K = _symmetrize(Xc @ Xc.T)
+            if debiased:
+                K = unbiased_center_gram(K)
+            out.append(K.ravel())
+        return np.stack(out)
+
+    FA, FB = flat(A), flat(B)
+    xy = FA @ FB.T
+    xx = np.einsum("ij,ij->i", FA, FA)
+    yy = np.einsum("ij,ij->i", FB, FB)
+    if (xx == 0).any() or (yy == 0).any():
+        raise _constant_error("a layer of A or B")
+    with np.errstate(invalid="ignore"):
+        return xy / np.sqrt(np.outer(xx, yy))

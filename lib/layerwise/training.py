@@ -1,0 +1,364 @@
+"""LoRA adapters for the MOSSA design: the multi-task SFT (experimental) model and per-task controls.
+
+Training uses ``peft`` LoRA and the Hugging Face :class:`~transformers.Trainer` (optimiser, cosine
+schedule, gradient accumulation, checkpoints, resume). The one thing we change is the loss
+computation (:class:`ResponseOnlyTrainer`): the loss is on response tokens only, as in the paper's
+LLaMA-Factory ``sft`` stage, and logits are computed only for the last positions of the left-padded
+batch, where the response sits. With Gemma's 262k-word vocabulary the output layer over every
+position costs more than the whole transformer body, so this roughly halves training time without
+changing the loss.
+
+An adapter is stored in ``<output>/adapters/<name>-<key>/`` (``adapter_model.safetensors``,
+``adapter_config.json``, ``training_log.json``, ``layerwise_adapter.json``), where ``key`` hashes the
+base model, the training examples, the recipe and the seed. A finished adapter with the same key is
+reused; an interrupted training resumes from its last checkpoint in ``<output>/adapters/.work/``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .batching import Encoded, collate, encode
+from .cache import atomic_path, atomic_write_json, content_key, read_json
+from .spec import TrainingSpec
+
+__all__ = [
+    "AdapterResult",
+    "adapter_key",
+    "resolve_target_modules",
+    "train_adapter",
+    "load_adapter_model",
+    "response_token_loss",
+]
+
+
+@dataclass(frozen=True)
+class AdapterResult:
+    """A finished LoRA adapter.
+
+    Attributes:
+        name: ``sft`` or ``control-<task>``.
+        path: adapter directory (load with :func:`load_adapter_model`).
+        key: content key of (base model, data, recipe, seed).
+        log: per-step training records: dicts with ``step``, ``epoch``, ``loss``, ``learning_rate``.
+        reused: True if it was loaded from the cache instead of trained in this call.
+        seconds: wall time of the training (as recorded when it was trained).
+    """
+
+    name: str
+    path: Path
+    key: str
+    log: list[dict[str, Any]]
+    reused: bool
+    seconds: float
+
+
+def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], recipe: dict[str, Any], prompt_key: str) -> str:
+    """Content key of an adapter: base model identity, exact training examples, recipe, prompt format.
+
+    Args:
+        base_fingerprint: from :func:`layerwise.models.model_fingerprint`.
+        example_ids: ids of the training examples in training order.
+        recipe: :meth:`TrainingSpec.recipe`.
+        prompt_key: key of the prompt texts/targets (changes when a template changes).
+    """
+    return content_key({"base": base_fingerprint, "ids": list(example_ids), "recipe": recipe, "prompts": prompt_key})
+
+
+def resolve_target_modules(model: Any, wanted: Sequence[str]) -> list[str]:
+    """Check that every LoRA target module name exists as a linear layer in ``model``.
+
+    Args:
+        model: a transformers model.
+        wanted: module name suffixes such as ``("q_proj", "v_proj")``.
+
+    Returns:
+        list[str]: ``wanted`` as a list.
+
+    Raises:
+        ValueError: a name matches no ``torch.nn.Linear`` module; the message lists the linear
+            module names the architecture has.
+    """
+    import torch
+
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    missing = [w for w in wanted if w not in linear]
+    if missing:
+        raise ValueError(
+            f"LoRA target module(s) {missing} do not exist in {type(model).__name__}; "
+            f"its linear modules are: {', '.join(linear)}"
+        )
+    return list(wanted)
+
+
+def _trainer_class():
+    import torch
+    from transformers import Trainer
+
+    class ResponseOnlyTrainer(Trainer):
+        """Trainer whose loss is the mean NLL of response tokens, computing logits only where needed."""
+
+        loss_is_scaled_for_ga = True
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            row_sums, row_counts, outputs = _response_nll(model, inputs, labels)
+            loss_sum, count = row_sums.sum(), row_counts.sum()
+            if num_items_in_batch is not None:
+                loss = loss_sum / num_items_in_batch
+            else:
+                loss = loss_sum / count.clamp(min=1) / self.current_gradient_accumulation_steps
+            return (loss, outputs) if return_outputs else loss
+
+    del torch
+    return ResponseOnlyTrainer
+
+
+def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
+    """Per-row sums of response-token NLL and per-row token counts for a left-padded batch.
+
+    Logits are computed only for the last ``keep`` positions: with left padding every response ends
+    at the last column, so the position before the earliest response token is the first one needed.
+
+    Returns:
+        (row_sums ``(batch,)`` float32, row_counts ``(batch,)`` long, model outputs)
+    """
+    import torch
+
+    width = labels.shape[1]
+    has_label = (labels != -100).any(dim=0)
+    first = int(torch.nonzero(has_label)[0]) if bool(has_label.any()) else width - 1
+    keep = min(width - first + 1, width)
+    outputs = model(**inputs, logits_to_keep=keep)
+    logits = outputs.logits[:, :-1, :].float()
+    target = labels[:, width - keep + 1 :]
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
+    ).reshape(target.shape)
+    return nll.sum(dim=1), (target != -100).sum(dim=1), outputs
+
+
+class _EncodedDataset:
+    def __init__(self, items: list[Encoded]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Encoded:
+        return self.items[i]
+
+
+def train_adapter(
+    *,
+    name: str,
+    base_model: str,
+    prompts: Sequence[str],
+    targets: Sequence[str],
+    example_ids: Sequence[str],
+    spec: TrainingSpec,
+    adapters_dir: Path,
+    progress: bool = True,
+) -> AdapterResult:
+    """Train (or reuse) one LoRA adapter on prompt/response pairs.
+
+    Args:
+        name: ``sft`` for the multi-task model, ``control-<task>`` for a control.
+        base_model: model string (see :func:`layerwise.models.resolve_model`).
+        prompts, targets, example_ids: the training examples, in training-set order (the Trainer
+            shuffles with ``spec.seed``).
+        spec: LoRA recipe.
+        adapters_dir: folder that holds all adapters of a run.
+        progress: show the Trainer's progress bar.
+
+    Returns:
+        AdapterResult
+
+    Raises:
+        ValueError: empty training set, lengths differ, a target module is missing, or a prompt does
+            not fit ``spec.max_length``.
+    """
+    if not (len(prompts) == len(targets) == len(example_ids)):
+        raise ValueError(f"prompts, targets and example_ids differ in length: {len(prompts)}, {len(targets)}, {len(example_ids)}")
+    if not prompts:
+        raise ValueError(f"adapter {name!r}: no training examples")
+    from .models import model_fingerprint
+
+    key = adapter_key(model_fingerprint(base_model), example_ids, spec.recipe(), content_key([list(prompts), list(targets)]))
+    final = adapters_dir / f"{name}-{key}"
+    if (final / "layerwise_adapter.json").is_file():
+        meta = read_json(final / "layerwise_adapter.json")
+        return AdapterResult(name, final, key, read_json(final / "training_log.json"), True, meta["seconds"])
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import TrainingArguments, set_seed
+
+    from .models import load_model, load_tokenizer, select_device
+
+    device = select_device(spec.device)
+    tokenizer = load_tokenizer(base_model)
+    items = [encode(tokenizer, p, t, max_length=spec.max_length) for p, t in zip(prompts, targets)]
+    set_seed(spec.seed)
+    model = load_model(base_model, device=device)
+    model.train()
+    lora = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=resolve_target_modules(model, spec.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    work = adapters_dir / ".work" / f"{name}-{key}"
+    steps_per_epoch = math.ceil(len(items) / (spec.batch_size * spec.grad_accum))
+    args = TrainingArguments(
+        output_dir=str(work),
+        per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        weight_decay=0.0,
+        num_train_epochs=spec.epochs,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=spec.save_steps,
+        save_total_limit=1,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        report_to=[],
+        use_cpu=device == "cpu",
+        bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
+        fp16=device.startswith("cuda") and not torch.cuda.is_bf16_supported(),
+        remove_unused_columns=False,
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=_EncodedDataset(items),
+        data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
+    )
+    if not progress:
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    resume = any(work.glob("checkpoint-*"))
+    if resume:
+        print(f"[layerwise] {name}: resuming from {sorted(work.glob('checkpoint-*'))[-1].name}", flush=True)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.perf_counter() - t0
+    log = [
+        {k: rec[k] for k in ("step", "epoch", "loss", "learning_rate", "grad_norm") if k in rec}
+        for rec in trainer.state.log_history
+        if "loss" in rec
+    ]
+    n_tokens = sum(len(it.input_ids) for it in items)
+    with atomic_path(final, is_dir=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        atomic_write_json(tmp / "training_log.json", log)
+        atomic_write_json(
+            tmp / "layerwise_adapter.json",
+            {
+                "name": name,
+                "key": key,
+                "base_model": base_model,
+                "n_examples": len(items),
+                "n_tokens_per_epoch": n_tokens,
+                "optimizer_steps": trainer.state.global_step,
+                "steps_per_epoch": steps_per_epoch,
+                "recipe": spec.recipe(),
+                "seconds": seconds,
+                "resumed": resume,
+                "device": device,
+            },
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    del trainer, model
+    return AdapterResult(name, final, key, log, False, seconds)
+
+
+def load_adapter_model(base_model: str, adapter: Path | None, *, device: str = "auto"):
+    """Load the base model, with a LoRA adapter merged in if one is given.
+
+    Args:
+        base_model: model string.
+        adapter: adapter directory from :func:`train_adapter`, or ``None`` for the pre-trained model.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+
+    Returns:
+        transformers.PreTrainedModel in eval mode; the adapter is merged into the weights (as the
+        paper's extraction did), so the model runs at base-model speed.
+    """
+    from .models import load_model
+
+    model = load_model(base_model, device=device)
+    if adapter is None:
+        return model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
+
+
+def response_token_loss(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    targets: Sequence[str],
+    *,
+    batch_size: int = 8,
+    max_length: int | None = None,
+) -> list[float]:
+    """Mean negative log-likelihood (nats per token) of each target given its prompt.
+
+    Args:
+        model: causal LM in eval mode.
+        tokenizer: its tokenizer.
+        prompts, targets: paired texts.
+        batch_size: examples per forward pass.
+        max_length: as in :func:`layerwise.batching.encode`.
+
+    Returns:
+        list[float]: one value per example, in input order (response tokens include EOS).
+    """
+    import torch
+
+    from .batching import batches
+
+    items = [encode(tokenizer, p, t, max_length=max_length) for p, t in zip(prompts, targets)]
+    out = [math.nan] * len(items)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for idx in batches(len(items), batch_size, [len(it.input_ids) for it in items]):
+            batch = collate([items[i] for i in idx], tokenizer.pad_token_id)
+            labels = batch.pop("labels").to(device)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            sums, counts, _ = _response_nll(model, batch, labels)
+            for row, i in enumerate(idx):
+                out[i] = float(sums[row] / counts[row].clamp(min=1))
+    return out
+
+
+def adapter_summary(result: AdapterResult) -> dict[str, Any]:
+    """Flat record of an adapter for tables: name, key, steps, final loss, seconds, reused."""
+    meta = read_json(result.path / "layerwise_adapter.json")
+    return {
+        "adapter": result.name,
+        "key": result.key,
+        "n_examples": meta["n_examples"],
+        "optimizer_steps": meta["optimizer_steps"],
+        "first_loss": result.log[0]["loss"] if result.log else math.nan,
+        "last_loss": result.log[-1]["loss"] if result.log else math.nan,
+        "train_seconds": meta["seconds"],
+        "reused": result.reused,
+    }
+

@@ -79,6 +79,22 @@ __all__ = [
     "linear_cka",
     "debiased_cka",
     "cka_matrix",
+    "rbf_cka",
+    "rbf_cka_from_grams",
+    "minibatch_cka",
+    "minibatch_cka_from_grams",
+    "minibatch_cka_matrix",
+    "svcca",
+    "svcca_from_grams",
+    "pwcca",
+    "procrustes_similarity",
+    "procrustes_similarity_from_grams",
+    "procrustes_distance",
+    "mutual_knn",
+    "mutual_knn_from_grams",
+    "rsa",
+    "rsa_from_grams",
+    "spearman",
     "Measure",
     "MEASURES",
     "measure_names",
@@ -545,6 +561,494 @@ def debiased_cka(X: Any, Y: Any) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# Shared plumbing for the other measures
+# --------------------------------------------------------------------------------------------
+
+
+def _grams_from_features(X: Any, Y: Any, min_rows: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Jointly drop non-finite rows (warn), check, and return both centred float64 Grams."""
+    X, Y, _ = drop_nonfinite_rows(X, Y, what=what)
+    _check_pair(X, Y, min_rows, what)
+    Xc = _center_columns(X, "X")
+    Yc = _center_columns(Y, "Y")
+    return _symmetrize(Xc @ Xc.T), _symmetrize(Yc @ Yc.T)
+
+
+def _features_centred(X: Any, Y: Any, min_rows: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    X, Y, _ = drop_nonfinite_rows(X, Y, what=what)
+    _check_pair(X, Y, min_rows, what)
+    Xc = _center_columns(X, "X")
+    Yc = _center_columns(Y, "Y")
+    if not Xc.any():
+        raise _constant_error("X")
+    if not Yc.any():
+        raise _constant_error("Y")
+    return Xc, Yc
+
+
+def _check_nonzero(K: np.ndarray, name: str) -> None:
+    if not np.trace(K) > 0.0:
+        raise _constant_error(name)
+
+
+# --------------------------------------------------------------------------------------------
+# RBF CKA
+# --------------------------------------------------------------------------------------------
+
+
+def _sq_distances(K: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between examples from a (centred or raw) linear Gram."""
+    d = np.diagonal(K)
+    D = d[:, None] + d[None, :] - 2.0 * K
+    np.maximum(D, 0.0, out=D)
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
+def _rbf_from_gram(K: np.ndarray, sigma: float, name: str) -> np.ndarray:
+    """RBF kernel ``exp(-||x_i - x_j||^2 / (2 sigma^2 median ||x_i - x_j||^2))``.
+
+    The median is over all n^2 entries of the squared-distance matrix, as in Kornblith et al.'s
+    ``gram_rbf(x, threshold)`` (``sigma`` is their ``threshold``), which the authors' ``cka.py``
+    copies.
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    D = _sq_distances(K)
+    med = float(np.median(D))
+    if med == 0.0:
+        raise ValueError(
+            f"{name}: median squared distance is 0 (more than half of the pairs of examples are "
+            f"identical, or features are constant); the median-heuristic RBF bandwidth is undefined"
+        )
+    return np.exp(D * (-1.0 / (2.0 * sigma**2 * med)))
+
+
+def _rbf_cka_core(Kx: np.ndarray, Ky: np.ndarray, sigma: float, debiased: bool) -> float:
+    _check_nonzero(Kx, "X")
+    _check_nonzero(Ky, "Y")
+    Rx = center_gram(_rbf_from_gram(Kx, sigma, "X"))
+    Ry = center_gram(_rbf_from_gram(Ky, sigma, "Y"))
+    return _cka_centred(Rx, Ry, debiased, "rbf_cka")
+
+
+def rbf_cka_from_grams(Kx: Any, Ky: Any, *, sigma: float = 1.0, debiased: bool = False) -> float:
+    """RBF-kernel CKA from centred linear Grams (distances are ``K_ii + K_jj - 2 K_ij``).
+
+    See :func:`rbf_cka`. NaN rows are dropped jointly.
+    """
+    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=4 if debiased else 2, what="rbf_cka")
+    return _rbf_cka_core(Kx, Ky, sigma, debiased)
+
+
+def rbf_cka(X: Any, Y: Any, *, sigma: float = 1.0, debiased: bool = False) -> float:
+    """CKA with Gaussian RBF kernels and the median-distance bandwidth (Kornblith et al. 2019, Sec. 3).
+
+    ``k(x_i, x_j) = exp(-||x_i - x_j||^2 / (2 sigma^2 m))`` where ``m`` is the median squared
+    distance between examples (over the full n x n matrix, as in Kornblith et al.'s code), then
+    ``CKA = HSIC(Kx, Ky) / sqrt(HSIC(Kx, Kx) HSIC(Ky, Ky))`` (Eq. 2). Invariant to orthogonal
+    transforms, isotropic scaling (the bandwidth scales with the data) and column offsets.
+
+    Args:
+        X: ``(n, d1)``; Y: ``(n, d2)``. sigma: bandwidth as a fraction of the median distance.
+        debiased: unbiased HSIC (Song et al. 2007), needs n >= 4.
+
+    Returns:
+        float in [0, 1] (biased).
+
+    Raises:
+        ValueError: mismatched rows, too few rows, constant features, zero median distance.
+    """
+    Kx, Ky = _grams_from_features(X, Y, 4 if debiased else 2, "rbf_cka")
+    return _rbf_cka_core(Kx, Ky, sigma, debiased)
+
+
+# --------------------------------------------------------------------------------------------
+# Minibatch CKA (Nguyen, Raghu & Kornblith 2021)
+# --------------------------------------------------------------------------------------------
+
+
+def _batches(n: int, batch_size: int, seed: int | None) -> list[np.ndarray]:
+    if batch_size < 4:
+        raise ValueError(f"minibatch CKA needs batch_size >= 4 (unbiased HSIC), got {batch_size}")
+    perm = np.random.default_rng(seed).permutation(n)
+    k = n // batch_size
+    if k == 0:
+        return [perm]
+    return [perm[i * batch_size : (i + 1) * batch_size] for i in range(k)]
+
+
+def _minibatch_core(Kx: np.ndarray, Ky: np.ndarray, batch_size: int, seed: int | None) -> float:
+    _check_nonzero(Kx, "X")
+    _check_nonzero(Ky, "Y")
+    xy = xx = yy = bx = by = 0.0
+    for idx in _batches(Kx.shape[0], batch_size, seed):
+        sub = np.ix_(idx, idx)
+        Ux = unbiased_center_gram(Kx[sub])
+        Uy = unbiased_center_gram(Ky[sub])
+        xy += float(np.vdot(Ux, Uy))
+        xx += float(np.vdot(Ux, Ux))
+        yy += float(np.vdot(Uy, Uy))
+        cx, cy = center_gram(Kx[sub]), center_gram(Ky[sub])
+        bx += float(np.vdot(cx, cx))
+        by += float(np.vdot(cy, cy))
+    return _ratio(xy, xx, yy, "minibatch_cka", scale_x=bx, scale_y=by)
+
+
+def minibatch_cka_from_grams(
+    Kx: Any, Ky: Any, *, batch_size: int = 256, seed: int | None = 0
+) -> float:
+    """Minibatch CKA from centred linear Grams (the batch Grams are sub-blocks). See :func:`minibatch_cka`."""
+    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=4, what="minibatch_cka")
+    return _minibatch_core(Kx, Ky, batch_size, seed)
+
+
+def minibatch_cka(X: Any, Y: Any, *, batch_size: int = 256, seed: int | None = 0) -> float:
+    """Minibatch linear CKA (Nguyen, Raghu & Kornblith 2021, Eq. 2-3).
+
+    The rows are shuffled with ``seed`` and split into ``floor(n / batch_size)`` batches of
+    ``batch_size`` (the remainder is dropped; a single batch of all rows if n < batch_size). With
+    the unbiased HSIC_1 (Song et al. 2007) per batch,
+    ``CKA_mb = mean_i HSIC_1(Kx_i, Ky_i) / sqrt(mean_i HSIC_1(Kx_i, Kx_i) mean_i HSIC_1(Ky_i, Ky_i))``,
+    an estimator that is unbiased in numerator and denominator separately and does not inflate
+    with small batches. Memory O(batch_size^2).
+
+    Args:
+        X: ``(n, d1)``; Y: ``(n, d2)``. batch_size: >= 4. seed: shuffling seed (None = random).
+
+    Returns:
+        float (may be slightly negative for unrelated representations).
+
+    Raises:
+        ValueError: mismatched rows, n < 4, batch_size < 4, constant features.
+    """
+    Kx, Ky = _grams_from_features(X, Y, 4, "minibatch_cka")
+    return _minibatch_core(Kx, Ky, batch_size, seed)
+
+
+def minibatch_cka_matrix(
+    A: Any, B: Any, *, batch_size: int = 256, seed: int | None = 0
+) -> np.ndarray:
+    """Minibatch CKA between every layer of A and every layer of B (Nguyen et al. 2021).
+
+    Per batch, the U-centred batch Grams of all layers are flattened and one GEMM accumulates
+    the full ``(L1, L2)`` matrix of unbiased HSIC_1 numerators.
+
+    Args:
+        A: ``(L1, n, d_a)``; B: ``(L2, n, d_b)``; non-finite rows dropped jointly over all layers.
+
+    Returns:
+        np.ndarray: ``(L1, L2)`` float64.
+    """
+    A = as_float64(A, "A", ndim=3)
+    B = as_float64(B, "B", ndim=3)
+    _check_pair(A, B, 4, "minibatch_cka_matrix")
+    mask, rf = _layer_rows(A, B, "all_layers", "minibatch_cka_matrix")
+    if rf.n_dropped:
+        A, B = A[:, mask], B[:, mask]
+    _check_pair(A, B, 4, "minibatch_cka_matrix")
+    A -= A.mean(axis=1, keepdims=True)
+    B -= B.mean(axis=1, keepdims=True)
+    xy = np.zeros((A.shape[0], B.shape[0]))
+    xx = np.zeros(A.shape[0])
+    yy = np.zeros(B.shape[0])
+    for idx in _batches(A.shape[1], batch_size, seed):
+        FA = np.stack([unbiased_center_gram(a[idx] @ a[idx].T).ravel() for a in A])
+        FB = np.stack([unbiased_center_gram(b[idx] @ b[idx].T).ravel() for b in B])
+        xy += FA @ FB.T
+        xx += np.einsum("ij,ij->i", FA, FA)
+        yy += np.einsum("ij,ij->i", FB, FB)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = xy / np.sqrt(np.outer(xx, yy))
+    out[~(np.outer(xx, yy) > 0)] = np.nan
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# SVCCA and PWCCA
+# --------------------------------------------------------------------------------------------
+
+
+def _n_components(w: np.ndarray, variance: float, name: str) -> int:
+    """Smallest k whose top-k eigenvalues (descending, >= 0) explain ``variance`` of the total."""
+    if not 0.0 < variance <= 1.0:
+        raise ValueError(f"variance must be in (0, 1], got {variance}")
+    total = float(w.sum())
+    if not total > 0.0:
+        raise _constant_error(name)
+    rank = int((w > 1e-12 * w[0]).sum())
+    k = int(np.searchsorted(np.cumsum(w) / total, variance - 1e-12) + 1)
+    return max(1, min(k, rank))
+
+
+def _subspace_from_gram(K: np.ndarray, variance: float, name: str) -> np.ndarray:
+    """Orthonormal ``(n, k)`` basis of the top-variance left singular vectors of centred X."""
+    w, V = np.linalg.eigh(K)
+    w, V = np.clip(w[::-1], 0.0, None), V[:, ::-1]
+    return V[:, : _n_components(w, variance, name)]
+
+
+def _subspace_from_features(Xc: np.ndarray, variance: float, name: str) -> np.ndarray:
+    U, s, _ = np.linalg.svd(Xc, full_matrices=False)
+    return U[:, : _n_components(s**2, variance, name)]
+
+
+def _subspace(Xc: np.ndarray, variance: float, name: str) -> np.ndarray:
+    if Xc.shape[1] < Xc.shape[0]:
+        return _subspace_from_features(Xc, variance, name)
+    return _subspace_from_gram(_symmetrize(Xc @ Xc.T), variance, name)
+
+
+def _canonical_correlations(Qx: np.ndarray, Qy: np.ndarray) -> np.ndarray:
+    """Canonical correlations of two orthonormal bases (Bjorck & Golub 1973): singular values."""
+    rho = np.linalg.svd(Qx.T @ Qy, compute_uv=False)
+    return np.clip(rho[: min(Qx.shape[1], Qy.shape[1])], 0.0, 1.0)
+
+
+def svcca_from_grams(Kx: Any, Ky: Any, *, variance: float = 0.99) -> float:
+    """SVCCA from centred linear Grams (eigenvectors of ``Xc Xc^T`` = left singular vectors). See :func:`svcca`."""
+    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=2, what="svcca")
+    Qx = _subspace_from_gram(Kx, variance, "X")
+    Qy = _subspace_from_gram(Ky, variance, "Y")
+    return float(_canonical_correlations(Qx, Qy).mean())
+
+
+def svcca(X: Any, Y: Any, *, variance: float = 0.99) -> float:
+    """SVCCA (Raghu et al. 2017): mean canonical correlation after SVD reduction.
+
+    Each centred representation is reduced to its top singular directions explaining
+    ``variance`` (99 %) of its variance (Raghu et al. 2017, Sec. 2, step 1); CCA between the two
+    reduced representations gives correlations ``rho_1 >= ... >= rho_m``, ``m = min(k_x, k_y)``
+    (step 2, computed as the singular values of ``Q_x^T Q_y`` for orthonormal bases); SVCCA is
+    their mean. Invariant to invertible linear maps within the kept subspaces, hence by design
+    *not* sensitive to non-isotropic scaling. Caveat: when k approaches n the correlations
+    approach 1 regardless of the data (CCA overfits); compare at fixed n only.
+
+    Raises:
+        ValueError: mismatched rows, constant features, variance not in (0, 1].
+    """
+    Xc, Yc = _features_centred(X, Y, 2, "svcca")
+    return float(_canonical_correlations(_subspace(Xc, variance, "X"), _subspace(Yc, variance, "Y")).mean())
+
+
+def pwcca(X: Any, Y: Any, *, variance: float = 0.99) -> float:
+    """Projection-weighted CCA (Morcos, Raghu & Bengio 2018, Eq. 1-2).
+
+    After the same 99 %-variance SVD reduction as :func:`svcca`, the canonical correlations
+    ``rho_i`` are averaged with weights ``alpha_i = sum_j |<h_i, z_j>|`` normalised to sum 1,
+    where ``h_i`` are the (unit-norm) canonical variates and ``z_j`` the centred neuron
+    activation vectors (columns) of one representation. As in Morcos et al.'s reference code the
+    weights come from the representation with fewer kept directions, ``X`` on ties, so PWCCA is
+    not symmetric in general. The weights depend on the neuron basis: PWCCA is *not* invariant
+    to rotations of the weighting representation. Needs the features (no Gram form).
+
+    Raises:
+        ValueError: mismatched rows, constant features, variance not in (0, 1].
+    """
+    Xc, Yc = _features_centred(X, Y, 2, "pwcca")
+    Qx = _subspace(Xc, variance, "X")
+    Qy = _subspace(Yc, variance, "Y")
+    P, rho, Rt = np.linalg.svd(Qx.T @ Qy, full_matrices=False)
+    m = min(Qx.shape[1], Qy.shape[1])
+    rho = np.clip(rho[:m], 0.0, 1.0)
+    if Qx.shape[1] <= Qy.shape[1]:
+        H, Z = Qx @ P[:, :m], Xc
+    else:
+        H, Z = Qy @ Rt.T[:, :m], Yc
+    alpha = np.abs(H.T @ Z).sum(axis=1)
+    return float(alpha @ rho / alpha.sum())
+
+
+# --------------------------------------------------------------------------------------------
+# Orthogonal Procrustes
+# --------------------------------------------------------------------------------------------
+
+
+def _sqrt_factor(K: np.ndarray) -> np.ndarray:
+    """``F`` with ``F F^T = K`` for a PSD Gram (``F = V sqrt(w)``, only the non-null part kept)."""
+    w, V = np.linalg.eigh(K)
+    keep = w > 1e-13 * max(float(w[-1]), 0.0)
+    return V[:, keep] * np.sqrt(w[keep])
+
+
+def _procrustes_core_grams(Kx: np.ndarray, Ky: np.ndarray) -> float:
+    tx, ty = float(np.trace(Kx)), float(np.trace(Ky))
+    if not tx > 0:
+        raise _constant_error("X")
+    if not ty > 0:
+        raise _constant_error("Y")
+    nuc = float(np.linalg.svd(_sqrt_factor(Kx).T @ _sqrt_factor(Ky), compute_uv=False).sum())
+    return min(1.0, nuc / math.sqrt(tx * ty))
+
+
+def procrustes_similarity_from_grams(Kx: Any, Ky: Any) -> float:
+    """Procrustes similarity from centred linear Grams (via ``F_x^T F_y`` with ``F F^T = K``)."""
+    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=2, what="procrustes")
+    return _procrustes_core_grams(Kx, Ky)
+
+
+def procrustes_similarity(X: Any, Y: Any) -> float:
+    """Orthogonal Procrustes similarity ``||Xc^T Yc||_* / (||Xc||_F ||Yc||_F)`` in [0, 1].
+
+    With both representations centred and scaled to unit Frobenius norm (zero-padded to the same
+    width), ``min_{Q orthogonal} ||X - Y Q||_F^2 = 2 - 2 ||X^T Y||_*`` (Schoenemann 1966; the
+    Procrustes distance of Ding, Denain & Steinhardt 2021, Sec. 2, and Williams et al. 2021), so
+    the similarity is ``1 - d^2 / 2`` and ``arccos`` of it is Williams et al.'s angular shape
+    distance. Uses ``X^T Y`` (d1 x d2) when both widths are at most n, else the Gram factors.
+
+    Raises:
+        ValueError: mismatched rows, constant features.
+    """
+    Xc, Yc = _features_centred(X, Y, 2, "procrustes")
+    n = Xc.shape[0]
+    if max(Xc.shape[1], Yc.shape[1]) <= n:
+        nuc = float(np.linalg.svd(Xc.T @ Yc, compute_uv=False).sum())
+        return min(1.0, nuc / (np.linalg.norm(Xc) * np.linalg.norm(Yc)))
+    return _procrustes_core_grams(_symmetrize(Xc @ Xc.T), _symmetrize(Yc @ Yc.T))
+
+
+def procrustes_distance(X: Any, Y: Any) -> float:
+    """Orthogonal Procrustes distance ``sqrt(2 - 2 s)`` on centred unit-norm representations.
+
+    ``s`` = :func:`procrustes_similarity`; 0 for identical shapes, at most sqrt(2).
+    """
+    return math.sqrt(max(0.0, 2.0 - 2.0 * procrustes_similarity(X, Y)))
+
+
+# --------------------------------------------------------------------------------------------
+# Mutual k-nearest-neighbour alignment
+# --------------------------------------------------------------------------------------------
+
+
+def _knn_mask(K: np.ndarray, k: int) -> np.ndarray:
+    d = np.sqrt(np.clip(np.diagonal(K), 0.0, None))
+    d[d == 0] = 1.0
+    C = K / d[:, None] / d[None, :]
+    np.fill_diagonal(C, -np.inf)
+    idx = np.argpartition(-C, k - 1, axis=1)[:, :k]
+    M = np.zeros(K.shape, dtype=bool)
+    M[np.arange(K.shape[0])[:, None], idx] = True
+    return M
+
+
+def _knn_core(Kx: np.ndarray, Ky: np.ndarray, k: int) -> float:
+    n = Kx.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"mutual_knn needs 1 <= k < n (number of examples {n}), got k={k}")
+    _check_nonzero(Kx, "X")
+    _check_nonzero(Ky, "Y")
+    return float((_knn_mask(Kx, k) & _knn_mask(Ky, k)).sum() / (n * k))
+
+
+def mutual_knn_from_grams(Kx: Any, Ky: Any, *, k: int = 10) -> float:
+    """Mutual k-NN alignment from centred linear Grams (cosine = ``K_ij / sqrt(K_ii K_jj)``)."""
+    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=2, what="mutual_knn")
+    return _knn_core(Kx, Ky, k)
+
+
+def mutual_knn(X: Any, Y: Any, *, k: int = 10, center: bool = True) -> float:
+    """Mutual k-nearest-neighbour alignment (Huh et al. 2024, "Platonic representation", Eq. 11).
+
+    For each example, its k nearest neighbours (cosine similarity, self excluded) in X and in Y;
+    the score is the mean over examples of ``|N_X(i) & N_Y(i)| / k`` in [0, 1]. ``center=True``
+    (default, and the Gram form) centres the features first, so large shared offsets of hidden
+    states do not dominate the cosine; ``center=False`` is Huh et al.'s uncentred version.
+    Ties between equal similarities are broken arbitrarily (deterministically).
+
+    Raises:
+        ValueError: mismatched rows, k not in [1, n), constant features.
+    """
+    if center:
+        Kx, Ky = _grams_from_features(X, Y, 2, "mutual_knn")
+    else:
+        X, Y, _ = drop_nonfinite_rows(X, Y, what="mutual_knn")
+        _check_pair(X, Y, 2, "mutual_knn")
+        Kx, Ky = X @ X.T, Y @ Y.T
+    return _knn_core(Kx, Ky, k)
+
+
+# --------------------------------------------------------------------------------------------
+# RSA
+# --------------------------------------------------------------------------------------------
+
+
+def _rankdata(a: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank), as ``scipy.stats.rankdata``."""
+    order = np.argsort(a, kind="mergesort")
+    sa = a[order]
+    new = np.r_[True, sa[1:] != sa[:-1]]
+    group = np.cumsum(new) - 1
+    bounds = np.r_[np.flatnonzero(new), a.size]
+    avg = (bounds[:-1] + bounds[1:] + 1) / 2.0
+    ranks = np.empty(a.size, dtype=np.float64)
+    ranks[order] = avg[group]
+    return ranks
+
+
+def spearman(a: Any, b: Any) -> float:
+    """Spearman rank correlation of two 1-D arrays (Pearson correlation of average ranks).
+
+    Raises:
+        ValueError: different lengths, fewer than 2 values, or a constant input.
+    """
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.size != b.size or a.size < 2:
+        raise ValueError(f"spearman needs two arrays of equal length >= 2, got {a.size} and {b.size}")
+    ra, rb = _rankdata(a), _rankdata(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    den = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    if den == 0.0:
+        raise ValueError("spearman: an input is constant (all dissimilarities equal); correlation undefined")
+    return float(ra @ rb / den)
+
+
+def _rsa_core(Dx: np.ndarray, Dy: np.ndarray) -> float:
+    iu = np.triu_indices(Dx.shape[0], 1)
+    return spearman(Dx[iu], Dy[iu])
+
+
+def rsa_from_grams(Kx: Any, Ky: Any) -> float:
+    """RSA with Euclidean dissimilarities from centred linear Grams. See :func:`rsa`."""
+    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=3, what="rsa")
+    _check_nonzero(Kx, "X")
+    _check_nonzero(Ky, "Y")
+    return _rsa_core(_sq_distances(Kx), _sq_distances(Ky))
+
+
+def rsa(X: Any, Y: Any, *, metric: str = "euclidean") -> float:
+    """Representational similarity analysis (Kriegeskorte, Mur & Bandettini 2008).
+
+    Builds each representation's dissimilarity matrix (RDM) between examples and returns the
+    Spearman correlation of their upper triangles. ``metric="euclidean"`` (default; Gram form,
+    invariant to orthogonal maps, isotropic scaling and offsets; squared distances give the same
+    ranks) or ``"correlation"`` (1 - Pearson correlation between examples' feature vectors).
+
+    Raises:
+        ValueError: mismatched rows, n < 3, constant features, unknown metric.
+    """
+    if metric not in ("euclidean", "correlation"):
+        raise ValueError(f"metric must be 'euclidean' or 'correlation', got {metric!r}")
+    if metric == "euclidean":
+        Kx, Ky = _grams_from_features(X, Y, 3, "rsa")
+        _check_nonzero(Kx, "X")
+        _check_nonzero(Ky, "Y")
+        return _rsa_core(_sq_distances(Kx), _sq_distances(Ky))
+    X, Y, _ = drop_nonfinite_rows(X, Y, what="rsa")
+    _check_pair(X, Y, 3, "rsa")
+
+    def rdm(Z: np.ndarray) -> np.ndarray:
+        Z = Z - Z.mean(axis=1, keepdims=True)
+        nrm = np.linalg.norm(Z, axis=1, keepdims=True)
+        nrm[nrm == 0] = 1.0
+        Z = Z / nrm
+        return 1.0 - Z @ Z.T
+
+    return _rsa_core(rdm(X), rdm(Y))
+
+
+# --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
@@ -650,6 +1154,48 @@ _register(
         min_rows=4,
         reference="Kornblith et al. 2019 with the unbiased HSIC_1 of Song et al. 2007, Eq. (5)",
     )
+)
+
+
+_register(
+    Measure("rbf_cka", lambda X, Y, **kw: rbf_cka(X, Y, **kw), lambda Kx, Ky, **kw: rbf_cka_from_grams(Kx, Ky, **kw),
+            reference="Kornblith et al. 2019, Sec. 3 / Eq. (2), RBF kernel, median-distance bandwidth",
+            options={"sigma": 1.0})
+)
+_register(
+    Measure("debiased_rbf_cka", lambda X, Y, **kw: rbf_cka(X, Y, debiased=True, **kw),
+            lambda Kx, Ky, **kw: rbf_cka_from_grams(Kx, Ky, debiased=True, **kw), min_rows=4,
+            reference="RBF CKA with the unbiased HSIC_1 of Song et al. 2007, Eq. (5)", options={"sigma": 1.0})
+)
+_register(
+    Measure("minibatch_cka", lambda X, Y, **kw: minibatch_cka(X, Y, **kw),
+            lambda Kx, Ky, **kw: minibatch_cka_from_grams(Kx, Ky, **kw), min_rows=4,
+            reference="Nguyen, Raghu & Kornblith 2021, Eq. (2)-(3)", options={"batch_size": 256, "seed": 0})
+)
+_register(
+    Measure("svcca", lambda X, Y, **kw: svcca(X, Y, **kw), lambda Kx, Ky, **kw: svcca_from_grams(Kx, Ky, **kw),
+            reference="Raghu et al. 2017, Sec. 2 (99% variance SVD, mean CCA correlation)",
+            options={"variance": 0.99})
+)
+_register(
+    Measure("pwcca", lambda X, Y, **kw: pwcca(X, Y, **kw), None, symmetric=False,
+            reference="Morcos, Raghu & Bengio 2018, Eq. (1)-(2), after 99% variance SVD",
+            options={"variance": 0.99})
+)
+_register(
+    Measure("procrustes", lambda X, Y, **kw: procrustes_similarity(X, Y, **kw),
+            lambda Kx, Ky, **kw: procrustes_similarity_from_grams(Kx, Ky, **kw),
+            reference="1 - d^2/2, orthogonal Procrustes distance on unit-norm centred data "
+            "(Schoenemann 1966; Ding et al. 2021; Williams et al. 2021)")
+)
+_register(
+    Measure("mutual_knn", lambda X, Y, **kw: mutual_knn(X, Y, **kw),
+            lambda Kx, Ky, **kw: mutual_knn_from_grams(Kx, Ky, **kw),
+            reference="Huh et al. 2024, Eq. (11), cosine on centred features", options={"k": 10})
+)
+_register(
+    Measure("rsa", lambda X, Y, **kw: rsa(X, Y, **kw), lambda Kx, Ky, **kw: rsa_from_grams(Kx, Ky, **kw),
+            min_rows=3, reference="Kriegeskorte et al. 2008: Spearman rho of Euclidean RDMs")
 )
 
 

@@ -392,3 +392,301 @@ def test_registry_contract(XY):
     assert similarity("linear_cka", X, Y) == pytest.approx(ref_cka(X, Y), abs=1e-12)
     assert similarity("debiased_cka", X, Y) == pytest.approx(ref_cka(X, Y, True), abs=1e-12)
     assert isinstance(similarity("linear_cka", X, Y), float)
+
+
+# --------------------------------------------------------------------------------------------
+# Every measure: properties where they apply, Gram form, references
+# --------------------------------------------------------------------------------------------
+
+ALL = sorted(MEASURES)
+# measures invariant to rotations of either input (PWCCA weights depend on the neuron basis of
+# the weighting side) and sensitive to non-isotropic scaling (CCA-based ones are invariant to
+# invertible linear maps by design)
+SYMMETRIC = [m for m in ALL if MEASURES[m].symmetric]
+ROTATION_INVARIANT = [m for m in ALL if m != "pwcca"]
+SCALING_SENSITIVE = [m for m in ALL if m not in ("svcca", "pwcca")]
+GRAM_FORM = [m for m in ALL if MEASURES[m].uses_grams]
+SMALL_BATCH = {"minibatch_cka": {"batch_size": 20}}
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, tie-free data (k-NN ranks and RSA ranks have no exact ties)."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(70, 16)) * np.linspace(0.5, 2.0, 16)
+    Y = np.tanh(X[:, :10] @ rng.normal(size=(10, 10))) + 0.5 * rng.normal(size=(70, 10))
+    return X, Y
+
+
+def m_(name, X, Y):
+    return similarity(name, X, Y, **SMALL_BATCH.get(name, {}))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_all_identity(pair, name):
+    X, _ = pair
+    assert m_(name, X, X) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", SYMMETRIC)
+def test_all_symmetry(pair, name):
+    X, Y = pair
+    assert m_(name, X, Y) == pytest.approx(m_(name, Y, X), abs=1e-10)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_all_invariances(pair, name):
+    X, Y = pair
+    base = m_(name, X, Y)
+    assert 0.0 < base < 1.0
+    QX, QY = ortho(X.shape[1], seed=6), ortho(Y.shape[1], seed=5)
+    if name in ROTATION_INVARIANT:
+        assert m_(name, X @ QX, Y) == pytest.approx(base, abs=1e-9)
+        assert m_(name, X, Y @ QY) == pytest.approx(base, abs=1e-9)
+    elif ref_reduce(X).shape[1] <= ref_reduce(Y).shape[1]:  # PWCCA weights from X: rotate Y only
+        assert m_(name, X, Y @ QY) == pytest.approx(base, abs=1e-9)
+    else:
+        assert m_(name, X @ QX, Y) == pytest.approx(base, abs=1e-9)
+    assert m_(name, 3.7 * X, 0.02 * Y) == pytest.approx(base, abs=1e-9)  # isotropic scale
+    perm = np.random.default_rng(2).permutation(X.shape[1])
+    assert m_(name, X[:, perm], Y) == pytest.approx(base, abs=1e-9)  # feature permutation
+    assert m_(name, X + np.arange(16) * 10.0, Y - 5.0) == pytest.approx(base, abs=1e-8)  # offsets
+
+
+@pytest.mark.parametrize("name", SCALING_SENSITIVE)
+def test_all_sensitive_to_nonisotropic_scaling(pair, name):
+    X, Y = pair
+    S = np.geomspace(0.05, 20.0, X.shape[1])
+    assert abs(m_(name, X * S, Y) - m_(name, X, Y)) > 1e-3
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_all_purity_and_float32(pair, name):
+    X, Y = pair
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    c32, cy = X32.copy(), Y32.copy()
+    got = m_(name, X32, Y32)
+    np.testing.assert_array_equal(X32, c32)
+    np.testing.assert_array_equal(Y32, cy)
+    want = m_(name, X32.astype(np.float64), Y32.astype(np.float64))
+    assert got == pytest.approx(want, abs=1e-6)
+    assert m_(name, X, Y) == pytest.approx(want, abs=1e-4)  # input rounding only
+
+
+@pytest.mark.parametrize("name", GRAM_FORM)
+def test_all_gram_form_equals_feature_form(pair, name):
+    X, Y = pair
+    Kx, Ky = centered_gram(X), centered_gram(Y)
+    Kx0 = Kx.copy()
+    got = sim.similarity_from_grams(name, Kx, Ky, **SMALL_BATCH.get(name, {}))
+    np.testing.assert_array_equal(Kx, Kx0)
+    assert got == pytest.approx(m_(name, X, Y), abs=1e-10)
+    # also wide data (d > n), where the feature routes switch to Gram factors
+    W = np.random.default_rng(4).normal(size=(30, 50))
+    Z = np.tanh(W[:, :40]) + 0.3 * np.random.default_rng(5).normal(size=(30, 40))
+    kw = {"k": 5} if name == "mutual_knn" else SMALL_BATCH.get(name, {})
+    assert sim.similarity_from_grams(name, centered_gram(W), centered_gram(Z), **kw) == pytest.approx(
+        similarity(name, W, Z, **kw), abs=1e-10
+    )
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_all_drop_nonfinite_jointly(pair, name):
+    X, Y = pair
+    Xn, Yn = X.copy(), Y.copy()
+    Xn[4, 0] = np.nan
+    Yn[9, 1] = np.inf
+    keep = np.setdiff1d(np.arange(70), [4, 9])
+    with pytest.warns(NonFiniteRowsWarning, match="dropped 2 of 70"):
+        got = m_(name, Xn, Yn)
+    assert got == pytest.approx(m_(name, X[keep], Y[keep]), abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["debiased_cka", "debiased_rbf_cka", "minibatch_cka"])
+def test_debiased_family_near_zero_on_independent_data(name):
+    rng = np.random.default_rng(8)
+    X, Y = rng.normal(size=(300, 400)), rng.normal(size=(300, 400))
+    assert abs(similarity(name, X, Y, **({"batch_size": 100} if name == "minibatch_cka" else {}))) < 0.03
+
+
+def test_cka_by_layer_any_measure_matches_single_calls(pair):
+    X, Y = pair
+    A = np.stack([X, X * np.linspace(1, 3, 16)])
+    B = np.stack([Y, Y[:, ::-1]])
+    for name in ("rsa", "pwcca", "procrustes"):
+        got = cka_by_layer(A, B, measure=name)
+        np.testing.assert_allclose(got, [similarity(name, A[i], B[i]) for i in range(2)], atol=1e-12)
+    GA, GB = sim.centered_grams(A), sim.centered_grams(B)
+    np.testing.assert_allclose(
+        sim.similarity_by_layer_from_grams(GA, GB, measure="rbf_cka"),
+        cka_by_layer(A, B, measure="rbf_cka"),
+        atol=1e-12,
+    )
+    with pytest.raises(ValueError, match="needs the feature matrices"):
+        sim.similarity_by_layer_from_grams(GA, GB, measure="pwcca")
+
+
+# ---- references from the published formulas, one per measure -------------------------------
+
+
+def ref_rbf_cka(X, Y, debiased=False):
+    """Kornblith et al.'s gram_rbf (threshold 1) + Eq. (2)."""
+
+    def gram_rbf(Z):
+        G = Z @ Z.T
+        sq = np.diag(G)
+        D = -2 * G + sq[:, None] + sq[None, :]
+        return np.exp(-D / (2 * np.median(D)))
+
+    K, L = gram_rbf(X), gram_rbf(Y)
+    h = ref_hsic_unbiased if debiased else ref_hsic_biased
+    return h(K, L) / np.sqrt(h(K, K) * h(L, L))
+
+
+def ref_minibatch_cka(X, Y, batch_size, seed):
+    """Nguyen et al. 2021, Eq. (3) with HSIC_1 per batch."""
+    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    xy = xx = yy = 0.0
+    for i in range(X.shape[0] // batch_size):
+        b = perm[i * batch_size : (i + 1) * batch_size]
+        K, L = X[b] @ X[b].T, Y[b] @ Y[b].T
+        xy += ref_hsic_unbiased(K, L)
+        xx += ref_hsic_unbiased(K, K)
+        yy += ref_hsic_unbiased(L, L)
+    return xy / np.sqrt(xx * yy)
+
+
+def ref_reduce(X, variance=0.99):
+    """SVD reduction to the top directions explaining `variance` (Raghu et al. 2017, step 1)."""
+    Xc = X - X.mean(0)
+    U, s, Vt = np.linalg.svd(Xc, full_matrices=False)
+    frac = np.cumsum(s**2) / np.sum(s**2)
+    k = int(np.argmax(frac >= variance - 1e-12)) + 1
+    return U[:, :k] * s[:k]
+
+
+def inv_sqrt(S):
+    w, V = np.linalg.eigh(S)
+    return V @ np.diag(w**-0.5) @ V.T
+
+
+def ref_cca(A, B):
+    """Classic CCA: singular values of Sxx^-1/2 Sxy Syy^-1/2, canonical variates of A."""
+    Sxx, Syy, Sxy = A.T @ A, B.T @ B, A.T @ B
+    Ia, Ib = inv_sqrt(Sxx), inv_sqrt(Syy)
+    U, rho, Vt = np.linalg.svd(Ia @ Sxy @ Ib, full_matrices=False)
+    m = min(A.shape[1], B.shape[1])
+    return rho[:m], A @ Ia @ U[:, :m], B @ Ib @ Vt.T[:, :m]
+
+
+def ref_svcca(X, Y):
+    rho, _, _ = ref_cca(ref_reduce(X), ref_reduce(Y))
+    return rho.mean()
+
+
+def ref_pwcca(X, Y):
+    """Morcos et al. 2018, Eq. (1)-(2): alpha_i = sum_j |<h_i, x_j>|, side with fewer dims."""
+    A, B = ref_reduce(X), ref_reduce(Y)
+    rho, HA, HB = ref_cca(A, B)
+    H, Z = (HA, X) if A.shape[1] <= B.shape[1] else (HB, Y)
+    H = H / np.linalg.norm(H, axis=0)
+    alpha = np.abs(H.T @ (Z - Z.mean(0))).sum(axis=1)
+    return (alpha / alpha.sum()) @ rho
+
+
+def ref_procrustes(X, Y):
+    """Explicit orthogonal Procrustes fit: min_Q ||X - Y Q||_F on centred unit-norm, zero-padded."""
+    d = max(X.shape[1], Y.shape[1])
+    Xp = np.zeros((X.shape[0], d))
+    Yp = np.zeros((X.shape[0], d))
+    Xp[:, : X.shape[1]] = X - X.mean(0)
+    Yp[:, : Y.shape[1]] = Y - Y.mean(0)
+    Xp /= np.linalg.norm(Xp)
+    Yp /= np.linalg.norm(Yp)
+    U, _, Vt = np.linalg.svd(Yp.T @ Xp)
+    dist2 = np.linalg.norm(Xp - Yp @ (U @ Vt)) ** 2
+    return 1 - dist2 / 2
+
+
+def ref_mutual_knn(X, Y, k):
+    def nbrs(Z):
+        Z = Z - Z.mean(0)
+        Z = Z / np.linalg.norm(Z, axis=1, keepdims=True)
+        out = []
+        for i in range(len(Z)):
+            s = Z @ Z[i]
+            s[i] = -np.inf
+            out.append(set(np.argsort(-s)[:k].tolist()))
+        return out
+
+    return np.mean([len(a & b) / k for a, b in zip(nbrs(X), nbrs(Y))])
+
+
+def ref_rsa(X, Y):
+    n = len(X)
+
+    def rdm(Z):
+        return [np.linalg.norm(Z[i] - Z[j]) for i in range(n) for j in range(i + 1, n)]
+
+    a, b = np.array(rdm(X)), np.array(rdm(Y))
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))  # no ties in continuous data
+    return np.corrcoef(ra, rb)[0, 1]
+
+
+def test_references_for_every_measure(pair):
+    X, Y = pair
+    assert sim.rbf_cka(X, Y) == pytest.approx(ref_rbf_cka(X, Y), abs=1e-10)
+    assert sim.rbf_cka(X, Y, sigma=0.5) != pytest.approx(sim.rbf_cka(X, Y), abs=1e-4)
+    assert sim.rbf_cka(X, Y, debiased=True) == pytest.approx(ref_rbf_cka(X, Y, True), abs=1e-10)
+    assert sim.minibatch_cka(X, Y, batch_size=16, seed=3) == pytest.approx(
+        ref_minibatch_cka(X, Y, 16, 3), abs=1e-10
+    )
+    assert sim.minibatch_cka(X, Y, batch_size=500) == pytest.approx(ref_cka(X, Y, True), abs=1e-10)
+    assert sim.svcca(X, Y) == pytest.approx(ref_svcca(X, Y), abs=1e-8)
+    assert sim.pwcca(X, Y) == pytest.approx(ref_pwcca(X, Y), abs=1e-8)
+    assert sim.pwcca(Y, X) == pytest.approx(ref_pwcca(Y, X), abs=1e-8)
+    assert sim.procrustes_similarity(X, Y) == pytest.approx(ref_procrustes(X, Y), abs=1e-10)
+    assert sim.procrustes_distance(X, Y) == pytest.approx(
+        np.sqrt(2 - 2 * ref_procrustes(X, Y)), abs=1e-9
+    )
+    assert sim.procrustes_distance(X, 2 * X @ ortho(16, 9) + 1.0) == pytest.approx(0.0, abs=1e-6)
+    for k in (1, 5, 10):
+        assert sim.mutual_knn(X, Y, k=k) == pytest.approx(ref_mutual_knn(X, Y, k), abs=1e-12)
+    assert sim.rsa(X, Y) == pytest.approx(ref_rsa(X, Y), abs=1e-10)
+    assert -1 <= sim.rsa(X, Y, metric="correlation") <= 1
+
+
+def test_minibatch_matrix_matches_pairs(pair):
+    X, Y = pair
+    A = np.stack([X, X[:, ::-1] ** 2])
+    B = np.stack([Y, Y + X[:, :10], np.sin(Y)])
+    M = sim.minibatch_cka_matrix(A, B, batch_size=20, seed=1)
+    want = [[sim.minibatch_cka(a, b, batch_size=20, seed=1) for b in B] for a in A]
+    np.testing.assert_allclose(M, want, atol=1e-10)
+
+
+def test_spearman_ties_and_errors():
+    assert sim.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+    np.testing.assert_array_equal(sim._rankdata(np.array([3.0, 1.0, 3.0, 2.0])), [3.5, 1, 3.5, 2])
+    with pytest.raises(ValueError, match="constant"):
+        sim.spearman([1, 1, 1], [1, 2, 3])
+
+
+def test_measure_specific_bad_input(pair):
+    X, Y = pair
+    with pytest.raises(ValueError, match="1 <= k < n"):
+        sim.mutual_knn(X, Y, k=70)
+    with pytest.raises(ValueError, match="batch_size >= 4"):
+        sim.minibatch_cka(X, Y, batch_size=2)
+    with pytest.raises(ValueError, match="variance"):
+        sim.svcca(X, Y, variance=1.5)
+    with pytest.raises(ValueError, match="metric"):
+        sim.rsa(X, Y, metric="cosine")
+    with pytest.raises(ValueError, match="sigma"):
+        sim.rbf_cka(X, Y, sigma=0.0)
+    const = np.ones((70, 4))
+    for name in ALL:
+        with pytest.raises(ValueError, match="zero variance|median squared distance|constant"):
+            m_(name, X, const)
+        with pytest.raises(ValueError, match="same number of rows"):
+            m_(name, X, Y[:-1])

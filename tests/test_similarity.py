@@ -690,3 +690,60 @@ def test_measure_specific_bad_input(pair):
             m_(name, X, const)
         with pytest.raises(ValueError, match="same number of rows"):
             m_(name, X, Y[:-1])
+
+
+# --------------------------------------------------------------------------------------------
+# Gram cache
+# --------------------------------------------------------------------------------------------
+
+
+def test_gram_cache_roundtrip_reuse_and_precision(tmp_path, pair):
+    X, Y = pair
+    rng = np.random.default_rng(0)
+    A = np.stack([X, X**2, np.sin(X)]).astype(np.float32)
+    B = np.stack([Y, Y**2, np.cos(Y)]).astype(np.float32) + 50.0  # large offsets
+    A[2, 5, 0] = np.nan
+    calls = []
+
+    def load_b():
+        calls.append(1)
+        return B
+
+    cache = sim.GramCache(tmp_path, storage_dtype="float32", max_in_memory=1)
+    GA = cache.get_or_compute("pt", "task/a b", A, metadata={"key": "abc", "n_examples": 70})
+    cache.get_or_compute("sft", "task/a b", load_b)
+    cache.get_or_compute("sft", "task/a b", load_b)  # hit: not recomputed
+    assert len(calls) == 1 and cache.n_computed == 2
+    assert GA.shape == (3, 70, 70) and GA.dtype == np.float64
+    assert ("pt", "task/a b") in cache and ("c", "task/a b") not in cache
+    meta = cache.metadata("pt", "task/a b")
+    assert meta["key"] == "abc" and meta["nonfinite_rows"] == "[5]" and meta["n"] == "70"
+
+    # a fresh instance reads from disk
+    fresh = sim.GramCache(tmp_path)
+    with pytest.warns(NonFiniteRowsWarning, match="dropped 1 of 70"):
+        got = fresh.compare("pt", "sft", "task/a b")
+    keep = np.setdiff1d(np.arange(70), [5])
+    want = [ref_feature_cka(A[i][keep], B[i][keep]) if i == 2 else ref_feature_cka(A[i], B[i]) for i in range(3)]
+    np.testing.assert_allclose(got, want, atol=1e-6)  # float32 storage within 1e-6
+    exact = sim.GramCache(tmp_path / "f64", storage_dtype="float64")
+    exact.put("pt", "t", sim.centered_grams(A[:2]))
+    exact.put("sft", "t", sim.centered_grams(B[:2]))
+    np.testing.assert_allclose(exact.compare("pt", "sft", "t", measure="debiased_cka"),
+                               [ref_cka(A[i], B[i], True) for i in range(2)], atol=1e-10)
+    r = fresh.compare("pt", "sft", "task/a b", measure="rsa", layers=[0])
+    assert r.shape == (1,)
+    with pytest.raises(KeyError, match="no cached Grams"):
+        fresh.get("nope", "task/a b")
+    with pytest.raises(KeyError, match="valid names"):
+        fresh.compare("pt", "sft", "task/a b", measure="nope")
+    with pytest.raises(ValueError, match="storage_dtype"):
+        sim.GramCache(tmp_path, storage_dtype="float16")
+
+
+def test_gram_cache_memory_only():
+    cache = sim.GramCache()
+    X = sinusoids(30, 6)
+    G = cache.get_or_compute("m", "t", X[None])
+    assert cache.path("m", "t") is None
+    np.testing.assert_allclose(G[0], centered_gram(X), atol=1e-6 * np.abs(G).max())

@@ -1,0 +1,65 @@
+# Layer by Layer, reproduced - one entry point for set-up, the book, tests and benchmarks.
+#   make book                          default spec (Gemma 3 270M, real tasks) -> HTML book
+#   make book SPEC=specs/smoke.yaml    tiny random model, a few minutes
+#   make book BASE_MODEL=<alias|path|hf-id>   another base model
+#   make book SET="training.epochs=3 data.n_test=300"   any spec overrides
+#   make test                          the test suite (creates the environment if missing)
+#   make bench                         similarity benchmarks (ratios against the authors' route)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SPEC   ?= specs/default.yaml
+BASE_MODEL ?=
+SET    ?=
+PYTEST_ARGS ?=
+
+# Offline by default (hub calls otherwise hang ~55 s each here); `make book HF_HUB_OFFLINE=0` to use the hub.
+HF_HUB_OFFLINE ?= 1
+HF_DATASETS_OFFLINE ?= 1
+TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
+export HF_HUB_OFFLINE HF_DATASETS_OFFLINE TRANSFORMERS_OFFLINE
+export HF_DATASETS_DISABLE_PROGRESS_BARS = 1
+export TOKENIZERS_PARALLELISM = false
+
+OVERRIDES := $(if $(BASE_MODEL),--set base_model=$(BASE_MODEL)) $(foreach s,$(SET),--set $(s))
+
+.PHONY: setup fetch run book notebook test test-fast bench sync clean
+.DEFAULT_GOAL := book
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+fetch: setup
+	$(PY) -m layerwise fetch --spec $(SPEC) $(OVERRIDES)
+
+run: setup
+	$(PY) -m layerwise run --spec $(SPEC) $(OVERRIDES)
+
+book: setup
+	$(PY) -m layerwise book --spec $(SPEC) $(OVERRIDES)
+
+# make notebook NB=03_cka  - re-execute one chapter (then `make book` or jupyter-book build to render)
+notebook: setup
+	$(PY) -m layerwise notebook $(NB) --spec $(SPEC) $(OVERRIDES)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not smoke and not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/bench_cka.py
+
+# Pair notebooks/*.py with .ipynb for editing in Jupyter (the .py files stay the source of truth).
+sync: setup
+	$(VENV)/bin/jupytext --sync notebooks/*.py
+
+clean:
+	rm -rf book/_build book/executed book/_static build

@@ -1,0 +1,198 @@
+"""Altair charts of the book, and an Altair renderer that works offline inside Jupyter Book 1.
+
+Rendering modes (``setup_altair``; chosen by ``$LAYERWISE_CHART_MODE``):
+
+* ``book`` - a small ``text/html`` output (a ``<div>`` plus a call to ``window.vegaEmbed``); the
+  Vega bundle itself is served once per site from ``_static/vega-embed-bundle.js`` (written by
+  :func:`write_vega_bundle` from ``vl-convert``), so charts are interactive and need no CDN;
+* ``svg`` (default for tests and plain Jupyter) - static SVG through ``vl-convert``;
+* anything Altair knows (``default``, ``html``, ...) - passed through.
+
+Chart functions take the tidy tables of :mod:`layerwise.pipeline` and return ``alt.Chart`` objects
+with tooltips and task selection; tests check them with ``chart.to_dict()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+__all__ = [
+    "setup_altair",
+    "write_vega_bundle",
+    "loss_curves",
+    "response_loss_chart",
+    "cka_by_layer_chart",
+    "cka_spread_chart",
+    "task_sizes_chart",
+]
+
+_BUNDLE_NAME = "vega-embed-bundle.js"
+
+
+def _book_renderer(spec: dict, **_: object) -> dict:
+    div = f"vega-{uuid.uuid4().hex[:12]}"
+    html = (
+        f'<div id="{div}" class="layerwise-chart"></div>\n'
+        "<script>(function(){var s=" + json.dumps(spec) + ";"
+        "function draw(){if(window.vegaEmbed){window.vegaEmbed('#" + div + "',s,{actions:false})"
+        ".catch(function(e){document.getElementById('" + div + "').innerText='chart error: '+e;});}"
+        "else{setTimeout(draw,50);}}draw();})();</script>"
+    )
+    return {"text/html": html}
+
+
+def setup_altair(mode: str | None = None) -> str:
+    """Register and enable the chart renderer; returns the mode in use.
+
+    Args:
+        mode: ``book``, ``svg`` or any Altair renderer name; ``None`` reads
+            ``$LAYERWISE_CHART_MODE`` (default ``svg``).
+
+    Raises:
+        ValueError: unknown renderer name (the message lists the registered ones).
+    """
+    mode = mode or os.environ.get("LAYERWISE_CHART_MODE", "svg")
+    alt.renderers.register("book", _book_renderer)
+    if mode not in alt.renderers.names():
+        raise ValueError(f"unknown chart mode {mode!r}; valid: {sorted(alt.renderers.names())}")
+    alt.renderers.enable(mode)
+    return mode
+
+
+def write_vega_bundle(static_dir: Path) -> Path:
+    """Write the offline vega + vega-lite + vega-embed bundle to ``static_dir/vega-embed-bundle.js``.
+
+    The bundle from ``vl_convert.javascript_bundle()`` declares top-level constants; it is wrapped
+    in a function so they stay private and only ``window.vegaEmbed`` is set.
+    """
+    import vl_convert as vlc
+
+    from .cache import atomic_write_text
+
+    target = Path(static_dir) / _BUNDLE_NAME
+    if target.is_file() and target.stat().st_size > 100_000:
+        return target
+    bundle = vlc.javascript_bundle()
+    js = "(function(){\n" + bundle + "\nwindow.vegaEmbed = vegaEmbed;\n})();\n"
+    return atomic_write_text(target, js)
+
+
+_WIDTH = 560
+
+
+def task_sizes_chart(tasks: pd.DataFrame) -> alt.Chart:
+    """Bar chart of train/test examples per task, coloured by cluster.
+
+    Args:
+        tasks: :meth:`layerwise.pipeline.Run.task_table` (columns task, cluster_name, n_train, n_test).
+    """
+    long = tasks.melt(id_vars=["task", "cluster_name"], value_vars=["n_train", "n_test"], var_name="split", value_name="examples")
+    long["split"] = long["split"].str.removeprefix("n_")
+    return (
+        alt.Chart(long, title="Examples per task")
+        .mark_bar()
+        .encode(
+            y=alt.Y("task:N", sort=None, title=None),
+            x=alt.X("examples:Q", title="examples"),
+            color=alt.Color("cluster_name:N", title="cluster"),
+            yOffset="split:N",
+            tooltip=["task", "cluster_name", "split", "examples"],
+        )
+        .properties(width=_WIDTH)
+    )
+
+
+def loss_curves(log: pd.DataFrame) -> alt.Chart:
+    """Training loss per optimiser step for every adapter (SFT and controls), selectable by legend.
+
+    Args:
+        log: :meth:`layerwise.pipeline.Run.training_log` (columns adapter, step, loss).
+    """
+    sel = alt.selection_point(fields=["adapter"], bind="legend")
+    return (
+        alt.Chart(log, title="Training loss (response tokens, nats per token)")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="optimiser step"),
+            y=alt.Y("loss:Q", title="loss"),
+            color=alt.Color("adapter:N"),
+            opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
+            tooltip=["adapter", "step", "epoch", alt.Tooltip("loss:Q", format=".3f"), alt.Tooltip("learning_rate:Q", format=".2e")],
+        )
+        .add_params(sel)
+        .properties(width=_WIDTH, height=300)
+    )
+
+
+def response_loss_chart(loss: pd.DataFrame) -> alt.Chart:
+    """Test-split response loss per task for PT, SFT and the task's control (lower is better).
+
+    Args:
+        loss: :meth:`layerwise.pipeline.Run.response_loss` (columns task, role, loss).
+    """
+    return (
+        alt.Chart(loss, title="Response loss on each task's test split (nats per token)")
+        .mark_bar()
+        .encode(
+            y=alt.Y("task:N", title=None),
+            yOffset=alt.YOffset("role:N", sort=["PT", "SFT", "control"]),
+            x=alt.X("loss:Q", title="mean NLL per response token"),
+            color=alt.Color("role:N", sort=["PT", "SFT", "control"], title="model"),
+            tooltip=["task", "role", alt.Tooltip("loss:Q", format=".3f"), "n"],
+        )
+        .properties(width=_WIDTH)
+    )
+
+
+def cka_by_layer_chart(cka: pd.DataFrame, *, measure: str = "linear_cka") -> alt.Chart:
+    """CKA by layer, one line per task, one panel per comparison; click the legend to pick tasks.
+
+    Args:
+        cka: :meth:`layerwise.pipeline.Run.cka` (columns task, cluster, layer, comparison, measure, value).
+        measure: which measure to draw.
+    """
+    data = cka[(cka["measure"] == measure) & (cka["layer"] >= 1)]
+    sel = alt.selection_point(fields=["task"], bind="legend")
+    return (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:Q", title="layer", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title="CKA", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("task:N"),
+            opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
+            tooltip=["task", "cluster", "comparison", "layer", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .add_params(sel)
+        .properties(width=300, height=260)
+        .facet(column=alt.Column("comparison:N", title=None, sort=["PT vs control", "SFT vs control"]))
+        .properties(title=f"{measure.replace('_', ' ')} between each model and the task's control, by layer")
+    )
+
+
+def cka_spread_chart(cka: pd.DataFrame, *, measure: str = "linear_cka") -> alt.Chart:
+    """Spread over tasks per layer (the paper's Figure 2): box plots of CKA for PT and SFT side by side.
+
+    Args:
+        cka: as in :func:`cka_by_layer_chart`.
+        measure: which measure to draw.
+    """
+    data = cka[(cka["measure"] == measure) & (cka["layer"] >= 1)]
+    return (
+        alt.Chart(data, title="Distribution over tasks of CKA with the control, per layer")
+        .mark_boxplot(extent="min-max", size=9)
+        .encode(
+            x=alt.X("layer:O", title="layer"),
+            xOffset=alt.XOffset("comparison:N", sort=["PT vs control", "SFT vs control"]),
+            y=alt.Y("value:Q", title="CKA", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("comparison:N", sort=["PT vs control", "SFT vs control"], title=None),
+            tooltip=["layer", "comparison"],
+        )
+        .properties(width=_WIDTH + 100, height=300)
+    )

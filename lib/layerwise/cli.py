@@ -1,0 +1,106 @@
+"""Command line: the same stages the notebooks call, driven by the same run spec.
+
+    layerwise fetch  [--spec S] [--set key=value ...]   model + task data into the caches
+    layerwise run    [--spec S] [--set ...]             fetch, train adapters, hidden states, CKA table
+    layerwise book   [--spec S] [--set ...] [--book-dir D]  run, execute notebooks, build the HTML book
+    layerwise notebook NAME [--spec S] [--set ...]      execute one notebook into the book folder
+
+``python -m layerwise ...`` works too. Every command validates the spec (unknown keys, tasks, model
+names) before any long computation starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .book import BOOK_ENV
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="layerwise", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_ in [
+        ("fetch", "download/convert the base model and build the task data"),
+        ("run", "fetch, train adapters, extract hidden states, compute the CKA table"),
+        ("book", "run, execute all notebooks, build the HTML book"),
+        ("notebook", "execute one notebook into the book folder"),
+    ]:
+        s = sub.add_parser(name, help=help_)
+        if name == "notebook":
+            s.add_argument("name", help="notebook name (file stem in notebooks/)")
+        s.add_argument("--spec", default="specs/default.yaml", help="run spec YAML (default: specs/default.yaml)")
+        s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one spec value, e.g. --set training.epochs=2 (repeatable)")
+        if name in ("book", "notebook"):
+            s.add_argument("--book-dir", default=None, help="Jupyter Book source folder (default: book/)")
+    return p
+
+
+def _fetch(run) -> None:
+    from .models import resolve_model
+
+    t0 = time.perf_counter()
+    path = resolve_model(run.spec.base_model)
+    print(f"[layerwise] base model {run.spec.base_model!r} ready at {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    t0 = time.perf_counter()
+    sizes = {t: (len(d["train"]), len(d["test"])) for t, d in run.tasks.items()}
+    print(f"[layerwise] task data ready ({time.perf_counter() - t0:.0f} s): "
+          + ", ".join(f"{t} {a}+{b}" for t, (a, b) in sizes.items()), flush=True)
+
+
+def _compute(run) -> None:
+    _fetch(run)
+    t0 = time.perf_counter()
+    run.train()
+    print(f"[layerwise] adapters ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    t0 = time.perf_counter()
+    run.run_models()
+    df = run.cka()
+    print(f"[layerwise] hidden states + CKA table ready ({time.perf_counter() - t0:.0f} s, {len(df)} rows)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (1 on a failed notebook or a bad spec)."""
+    args = _parser().parse_args(argv)
+    for k, v in BOOK_ENV.items():
+        if k not in ("TQDM_DISABLE", "LAYERWISE_CHART_MODE"):
+            os.environ.setdefault(k, v)
+    from .book import NotebookFailed, build_book, execute_notebook
+    from .models import ModelNotFoundError
+    from .pipeline import Run
+    from .spec import SpecError
+
+    t_start = time.perf_counter()
+    try:
+        run = Run.from_spec(args.spec, args.overrides)
+        if args.command == "fetch":
+            _fetch(run)
+        elif args.command == "run":
+            _compute(run)
+        elif args.command == "book":
+            _compute(run)
+            index = build_book(spec_path=args.spec, overrides=args.overrides,
+                               book_dir=Path(args.book_dir) if args.book_dir else None)
+            print(f"[layerwise] book built in {time.perf_counter() - t_start:.0f} s total", flush=True)
+            print(index)
+        elif args.command == "notebook":
+            from .spec import PROJECT_ROOT
+
+            book_dir = Path(args.book_dir) if args.book_dir else PROJECT_ROOT / "book"
+            print(execute_notebook(args.name, parameters={"spec_path": args.spec, "overrides": args.overrides},
+                                   book_dir=book_dir))
+    except (SpecError, ModelNotFoundError, FileNotFoundError, KeyError, ValueError, NotebookFailed) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"layerwise: error: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

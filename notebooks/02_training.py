@@ -1,0 +1,72 @@
+# %% [markdown]
+# # Training the SFT and control models
+#
+# The MOSSA design needs three kinds of model (Zhao et al., 2024, §2):
+#
+# - **PT**: the pre-trained base model, untouched;
+# - **SFT** (the *experimental* model): the base plus one LoRA adapter trained on the training
+#   splits of all tasks together - multi-task instruction tuning;
+# - **control** for each task: the base plus a LoRA adapter trained on that task alone - the
+#   specialist whose representations define "task-specific".
+#
+# All adapters use the paper's LoRA shape (rank and targets from the run spec; the paper used r=8,
+# alpha=16 on `q_proj` and `v_proj`) and a loss on response tokens only. A CKA between SFT and a
+# control only means something if the control really learned its task, so this chapter also
+# checks each control against PT on its own task's test split.
+
+# %% tags=["parameters"]
+spec_path = "specs/default.yaml"
+overrides = []
+
+# %% tags=["remove-input"]
+from layerwise.charts import loss_curves, response_loss_chart
+from layerwise.report import fmt, markdown, md_table, open_run
+
+run = open_run(spec_path, overrides)
+summary = run.training_summary()
+log = run.training_log()
+loss = run.response_loss()
+
+# %% [markdown]
+# ## Adapters
+#
+# One row per adapter: number of training examples, optimiser steps, the training loss at the
+# first and last step, and the wall time of its training (a reused adapter shows the time recorded
+# when it was trained).
+
+# %% tags=["remove-input"]
+summary.style.hide(axis="index").format({"first_loss": "{:.3f}", "last_loss": "{:.3f}", "train_seconds": "{:.0f}"})
+
+# %% [markdown]
+# ## Loss curves
+#
+# Training loss per optimiser step (nats per response token). Click a legend entry to highlight one
+# adapter.
+
+# %% tags=["remove-input"]
+loss_curves(log)
+
+# %% [markdown]
+# ## Does each control learn its task?
+#
+# Mean response-token loss on each task's test split (examples never seen in training) for PT, the
+# multi-task SFT model and the task's own control. Lower is better.
+
+# %% tags=["remove-input"]
+response_loss_chart(loss)
+
+# %% tags=["remove-input"]
+wide = loss.pivot(index="task", columns="role", values="loss").reset_index()
+wide["control beats PT"] = wide["control"] < wide["PT"]
+wide["SFT beats PT"] = wide["SFT"] < wide["PT"]
+n_ctrl = int(wide["control beats PT"].sum())
+n_sft = int(wide["SFT beats PT"].sum())
+gap = (wide["SFT"] - wide["control"]).mean()
+markdown(
+    f"The control has a lower test loss than PT on **{n_ctrl} of {len(wide)}** tasks; the multi-task "
+    f"SFT model beats PT on **{n_sft} of {len(wide)}**. On average the SFT model's loss is "
+    f"{fmt(gap)} nats per token {'above' if gap > 0 else 'below'} the control's."
+    + ("" if n_ctrl == len(wide) else
+       " Where a control does not beat PT, its CKA comparisons in the next chapter should be read with care.")
+)
+markdown(md_table(wide[["task", "PT", "SFT", "control", "control beats PT", "SFT beats PT"]]))

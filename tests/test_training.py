@@ -1,0 +1,58 @@
+"""LoRA training: response-only loss, learning, caching, bad target modules (tiny random model)."""
+
+import numpy as np
+import pytest
+
+from layerwise.models import load_model, load_tokenizer
+from layerwise.spec import TrainingSpec
+from layerwise.training import load_adapter_model, resolve_target_modules, response_token_loss, train_adapter
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = [f"Item {i}: the film was {'great' if i % 2 else 'awful'}.\nSentiment:" for i in range(16)]
+TARGETS = ["positive" if i % 2 else "negative" for i in range(16)]
+IDS = [f"ex{i}" for i in range(16)]
+SPEC = TrainingSpec(epochs=3, batch_size=8, learning_rate=5e-3, save_steps=100, device="cpu")
+
+
+def test_adapter_learns_and_is_reused(tmp_path):
+    res = train_adapter(name="control-toy", base_model="tiny-random-llama", prompts=PROMPTS, targets=TARGETS,
+                        example_ids=IDS, spec=SPEC, adapters_dir=tmp_path, progress=False)
+    assert not res.reused and (res.path / "adapter_model.safetensors").is_file()
+    assert len(res.log) == 6 and res.log[-1]["loss"] < res.log[0]["loss"]
+    tok = load_tokenizer("tiny-random-llama")
+    pt = np.mean(response_token_loss(load_adapter_model("tiny-random-llama", None), tok, PROMPTS, TARGETS))
+    ft = np.mean(response_token_loss(load_adapter_model("tiny-random-llama", res.path), tok, PROMPTS, TARGETS))
+    assert ft < pt - 0.05
+    again = train_adapter(name="control-toy", base_model="tiny-random-llama", prompts=PROMPTS, targets=TARGETS,
+                          example_ids=IDS, spec=SPEC, adapters_dir=tmp_path, progress=False)
+    assert again.reused and again.path == res.path and again.log == res.log
+    other = train_adapter(name="control-toy", base_model="tiny-random-llama", prompts=PROMPTS, targets=TARGETS,
+                          example_ids=IDS, spec=TrainingSpec(epochs=1, batch_size=8, learning_rate=5e-3, device="cpu"),
+                          adapters_dir=tmp_path, progress=False)
+    assert not other.reused and other.key != res.key
+    assert not (tmp_path / ".work" / f"control-toy-{res.key}").exists()
+
+
+def test_response_loss_ignores_the_prompt():
+    tok = load_tokenizer("tiny-random-llama")
+    model = load_model("tiny-random-llama", device="cpu")
+    a = response_token_loss(model, tok, ["Prompt one\nA:", "Another, much longer prompt text\nA:"], ["yes", "yes"])
+    b = response_token_loss(model, tok, ["Another, much longer prompt text\nA:"], ["yes"])
+    assert len(a) == 2 and abs(a[1] - b[0]) < 1e-4
+    assert all(np.isfinite(a))
+
+
+def test_missing_target_module_lists_the_modules():
+    model = load_model("tiny-random-llama", device="cpu")
+    with pytest.raises(ValueError, match=r"\['c_attn'\] do not exist.*q_proj.*v_proj"):
+        resolve_target_modules(model, ["q_proj", "c_attn"])
+
+
+def test_mismatched_inputs_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="differ in length"):
+        train_adapter(name="x", base_model="tiny-random-llama", prompts=PROMPTS, targets=TARGETS[:3],
+                      example_ids=IDS, spec=SPEC, adapters_dir=tmp_path)
+    with pytest.raises(ValueError, match="no training examples"):
+        train_adapter(name="x", base_model="tiny-random-llama", prompts=[], targets=[], example_ids=[],
+                      spec=SPEC, adapters_dir=tmp_path)

@@ -1,0 +1,171 @@
+"""Example pools (built once, cached as parquet) and the deterministic train/test sampling."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from layerwise.cache import atomic_path, cache_root, content_key
+from layerwise.sources import fetch_source
+from layerwise.templates import TEMPLATE_MODES, choose_template, render_prompt
+from layerwise.tasks.builders import POOL_FEATURES, build
+from layerwise.tasks.registry import get_task
+
+__all__ = ["load_pool", "load_task", "pool_path", "sample_pool", "POOL_VERSION", "TASK_FEATURES"]
+
+#: bump when any builder changes its output, so cached pools are rebuilt.
+POOL_VERSION = 1
+
+TASK_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "task": datasets.Value("string"),
+        "cluster": datasets.Value("string"),
+        "prompt": datasets.Value("string"),
+        "target": datasets.Value("string"),
+        "options": datasets.Sequence(datasets.Value("string")),
+        "template_id": datasets.Value("int64"),
+    }
+)
+
+
+def pool_path(name: str) -> Path:
+    """Cache file of task ``name``'s full example pool: ``cache_root()/tasks/<name>-<key>.parquet``;
+    the key covers the task, its source pin and :data:`POOL_VERSION`."""
+    info = get_task(name)
+    key = content_key({"task": name, "source": info.source, "pool_version": POOL_VERSION})
+    return cache_root() / "tasks" / f"{name}-{key}.parquet"
+
+
+def load_pool(name: str) -> datasets.Dataset:
+    """The full example pool of task ``name`` (columns as in :mod:`layerwise.tasks.builders`).
+
+    Built once from the fetched source and cached as parquet (atomic write); later calls read the
+    parquet file.
+
+    Raises:
+        KeyError: unknown task.
+        RuntimeError: the source cannot be fetched (see :func:`layerwise.sources.fetch_source`).
+    """
+    info = get_task(name)
+    path = pool_path(name)
+    if not path.is_file():
+        root = fetch_source(info.source_name)
+        pool = build(name, root)
+        with atomic_path(path) as tmp:
+            pq.write_table(pool.data.table, tmp)
+        print(f"[layerwise.tasks] {name}: built pool of {len(pool)} examples -> {path}", file=sys.stderr, flush=True)
+    table = pq.read_table(path)
+    return datasets.Dataset(datasets.table.InMemoryTable(table.cast(POOL_FEATURES.arrow_schema)))
+
+
+def _rank(seed: int, task: str, ids: list[str]) -> list[int]:
+    def key(i: int) -> bytes:
+        return hashlib.sha256(f"split|{seed}|{task}|{ids[i]}".encode()).digest()
+
+    return sorted(range(len(ids)), key=key)
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def sample_pool(
+    pool: datasets.Dataset,
+    name: str,
+    *,
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    max_input_chars: int = 1500,
+    templates: str = "all",
+) -> datasets.DatasetDict:
+    """Split a pool into disjoint train/test samples and render their prompts (see :func:`load_task`).
+
+    Every example gets a rank from a hash of (seed, task, id); test is the first ``n_test`` by
+    rank and train the next ``n_train``. So test does not depend on ``n_train``, a larger
+    ``n_test`` extends a smaller one, and the two never share an id.
+    """
+    info = get_task(name)
+    _check_int("n_train", n_train, 0)
+    _check_int("n_test", n_test, 0)
+    _check_int("seed", seed, 0)
+    _check_int("max_input_chars", max_input_chars, 1)
+    if templates not in TEMPLATE_MODES:
+        raise ValueError(f"templates must be one of {TEMPLATE_MODES}, got {templates!r}")
+    if n_train + n_test > len(pool):
+        raise ValueError(
+            f"task {name!r} has {len(pool)} examples, fewer than the n_train={n_train} + n_test={n_test} "
+            f"= {n_train + n_test} requested"
+        )
+    ids = pool["id"]
+    order = _rank(seed, name, ids)
+    parts = {"test": order[:n_test], "train": order[n_test : n_test + n_train]}
+    out = {}
+    for split, idx in parts.items():
+        rows = {k: [] for k in TASK_FEATURES}
+        sub = pool.select(idx)
+        for ex in sub:
+            tid = choose_template(name, ex["id"], seed, templates)
+            rows["id"].append(ex["id"])
+            rows["task"].append(name)
+            rows["cluster"].append(info.cluster)
+            rows["prompt"].append(
+                render_prompt(name, tid, ex["input"], ex["question"], ex["options"], max_input_chars=max_input_chars)
+            )
+            rows["target"].append(ex["target"])
+            rows["options"].append(list(ex["options"]))
+            rows["template_id"].append(tid)
+        out[split] = datasets.Dataset.from_dict(rows, features=TASK_FEATURES)
+    return datasets.DatasetDict({"train": out["train"], "test": out["test"]})
+
+
+def load_task(
+    name: str,
+    *,
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    max_input_chars: int = 1500,
+    templates: str = "all",
+) -> datasets.DatasetDict:
+    """Instruction-formatted train/test samples of one offline task.
+
+    Fetches the task's source if it is not cached (:func:`layerwise.sources.fetch_source`), builds
+    the full example pool once and caches it as parquet under ``cache_root()/tasks/``
+    (:func:`load_pool`), then samples (:func:`sample_pool`).
+
+    Args:
+        name: a task of :data:`layerwise.tasks.TASKS`.
+        n_train: number of training examples (for the control / SFT adapters).
+        n_test: number of test examples (for hidden-state extraction).
+        seed: sampling and template seed.
+        max_input_chars: limit on the task's main input text; the instruction, options, second
+            field and answer cue are never cut.
+        templates: ``"all"`` (template per example chosen from (seed, id)) or ``"first"``.
+
+    Returns:
+        DatasetDict with splits ``train`` and ``test``; columns ``id`` (str), ``task`` (str),
+        ``cluster`` (str), ``prompt`` (str, ends with the answer cue, target not included),
+        ``target`` (str), ``options`` (list[str], ``[]`` for generation tasks), ``template_id``
+        (int64). Same arguments give identical rows in identical order; train and test share no id.
+
+    Raises:
+        KeyError: unknown task (the message lists valid names).
+        ValueError: the pool has fewer than ``n_train + n_test`` examples (names the task, the
+            available and the requested counts), or an invalid argument value.
+        RuntimeError: the source cannot be fetched.
+    """
+    get_task(name)
+    if templates not in TEMPLATE_MODES:  # fail before any download
+        raise ValueError(f"templates must be one of {TEMPLATE_MODES}, got {templates!r}")
+    for arg, v, lo in (("n_train", n_train, 0), ("n_test", n_test, 0), ("seed", seed, 0), ("max_input_chars", max_input_chars, 1)):
+        _check_int(arg, v, lo)
+    pool = load_pool(name)
+    return sample_pool(pool, name, n_train=n_train, n_test=n_test, seed=seed, max_input_chars=max_input_chars, templates=templates)

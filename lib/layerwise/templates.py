@@ -1,0 +1,342 @@
+"""FLAN-style instruction templates, written for this project (not copied from FLAN or promptsource).
+
+Each task has at least three templates. A template is a plain ``str.format`` string with up to three
+placeholders:
+
+* ``{input}``: the task's main text (passage, article, review, sentence, data record). It is the
+  only part that :func:`render_prompt` may shorten (``max_input_chars``; the start is kept and the
+  cut marked with `` …``).
+* ``{question}``: a short second field (question, claim, hypothesis, second sentence, dialogue
+  history); never shortened.
+* ``{options}``: classification tasks only; rendered as ``OPTIONS:`` and one ``- option`` line per
+  choice (:func:`options_block`).
+
+Every template ends with an answer cue that ends in ``:`` (``Answer:``, ``Summary:``, ...), so the
+last prompt token, whose hidden state the analysis uses, is always the cue and never task data. The
+response (target) is not part of the prompt.
+
+Which template an example gets is decided by :func:`choose_template` from the seed, the task and the
+example id, so the choice does not depend on which other examples are sampled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from collections.abc import Sequence
+
+__all__ = [
+    "TEMPLATES",
+    "TEMPLATE_MODES",
+    "ELLIPSIS",
+    "options_block",
+    "truncate_input",
+    "render_prompt",
+    "choose_template",
+    "n_templates",
+    "check_templates",
+]
+
+#: marks where :func:`truncate_input` cut the input.
+ELLIPSIS = " …"
+
+#: accepted values of the ``templates`` argument.
+TEMPLATE_MODES = ("all", "first")
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    # ---------------------------------------------------------------- sentiment
+    "rt_sentence_polarity": (
+        "Movie review sentence: {input}\n\nIs the opinion in this sentence positive or negative?\n{options}\nAnswer:",
+        "{input}\n\nDid the critic who wrote this sentence like the film?\n{options}\nAnswer:",
+        "Decide whether this snippet from a film review expresses a positive or a negative view.\n\n"
+        "Snippet: {input}\n{options}\nSentiment:",
+    ),
+    "movie_review_polarity": (
+        "Film review:\n{input}\n\nOverall, is this review positive or negative?\n{options}\nAnswer:",
+        "{input}\n\nWould the author of the review above recommend the movie?\n{options}\nAnswer:",
+        "Read the following movie review and classify its overall sentiment.\n\n{input}\n{options}\nSentiment:",
+    ),
+    # ---------------------------------------------------------------- reading comprehension
+    "squad_v1": (
+        "Read the passage and answer the question with a short span copied from it.\n\n"
+        "Passage: {input}\n\nQuestion: {question}\nAnswer:",
+        "{input}\n\nUsing the text above, answer this question: {question}\nAnswer:",
+        "Here is an article:\n{input}\n\nQuestion about the article: {question}\nShort answer:",
+    ),
+    "drop": (
+        "Passage: {input}\n\nQuestion: {question}\n"
+        "Answer using the passage; counting, dates or arithmetic may be needed.\nAnswer:",
+        "{input}\n\nAnswer this question about the text above: {question}\nAnswer:",
+        "Read the following report and answer a question about it.\n\n{input}\n\nQ: {question}\nA:",
+    ),
+    "multirc": (
+        "Paragraph: {input}\n\nQuestion and candidate answers: {question}\n"
+        "List the letters of all candidate answers that are correct, separated by commas.\nCorrect answers:",
+        "{input}\n\n{question}\nWhich of the lettered answers are true according to the paragraph? "
+        "Give every correct letter.\nAnswer:",
+        "Read the text and pick every correct option (more than one may be correct).\n\n"
+        "Text: {input}\n\n{question}\nLetters:",
+    ),
+    # ---------------------------------------------------------------- reading comp. + commonsense
+    "cosmos_qa": (
+        "Read the story and answer the question using common sense.\n\n{input}\n\nQuestion: {question}\nAnswer:",
+        "{input}\n\nAnswer this question about the passage above in one sentence: {question}\nAnswer:",
+        "Context: {input}\nQ: {question}\nGive a plausible answer that goes beyond what is said explicitly.\nA:",
+    ),
+    # ---------------------------------------------------------------- coreference
+    "winogrande": (
+        "Fill in the blank marked _ with the noun from the sentence that fits best.\n\n{input}\n"
+        "The blank stands for:",
+        "{input}\n\nIn the sentence above, which of the things or people mentioned does the _ refer to?\nAnswer:",
+        "Sentence: {input}\nReplace the underscore with the right word taken from the sentence.\nWord:",
+    ),
+    "winowhy": (
+        "{input}\n\nIs the reasoning about the pronoun in the text above right?\n{options}\nAnswer:",
+        "Judge this explanation of what a pronoun refers to.\n\n{input}\n{options}\nThe explanation is:",
+        "Statement and explanation: {input}\nDoes the explanation resolve the pronoun correctly?\n{options}\nAnswer:",
+    ),
+    # ---------------------------------------------------------------- struct to text
+    "e2e_nlg": (
+        "Restaurant attributes: {input}\n\nWrite one or two fluent sentences that describe this "
+        "restaurant using all of the attributes.\nDescription:",
+        "Turn this structured data about a place to eat into natural English text.\n\n{input}\nText:",
+        "{input}\n\nWhat could a restaurant guide write with this information?\nSentence:",
+    ),
+    "web_nlg_en": (
+        "Facts (subject | relation | object): {input}\n\nWrite a text that expresses all of these facts.\nText:",
+        "{input}\n\nWhat sentence states the knowledge in these triples?\nSentence:",
+        "Convert the following knowledge-graph triples into fluent English.\n\nTriples: {input}\nEnglish:",
+    ),
+    "common_gen": (
+        "Concepts: {input}\n\nWrite a sentence about everyday life that uses all of these words.\nSentence:",
+        "Make one coherent sentence that contains these words: {input}\nSentence:",
+        "{input}\n\nCompose a natural sentence that includes every word listed above.\nSentence:",
+    ),
+    # ---------------------------------------------------------------- summarization
+    "xsum": (
+        "Article: {input}\n\nWrite a single-sentence summary of the article above.\nSummary:",
+        "{input}\n\nWhat is the main point of this news story, in one sentence?\nOne-sentence summary:",
+        "Give a one-line summary of the following BBC article.\n\n{input}\nSummary:",
+    ),
+    "wiki_lingua_en": (
+        "{input}\n\nSummarize the instructions above in a few short sentences.\nSummary:",
+        "Here are step-by-step instructions from a how-to guide:\n{input}\n\nWhat are the key steps, briefly?\n"
+        "Key steps:",
+        "Condense this how-to text into a short summary.\n\nText: {input}\nSummary:",
+    ),
+    # ---------------------------------------------------------------- NLI
+    "vitaminc_nli": (
+        '{input}\n\nDoes the passage above support the claim "{question}"?\n{options}\nAnswer:',
+        "Evidence: {input}\nClaim: {question}\n\nGiven only the evidence, is the claim true?\n{options}\nAnswer:",
+        "Read the Wikipedia excerpt and decide whether it shows that the statement holds.\n\n"
+        "Excerpt: {input}\nStatement: {question}\n{options}\nVerdict:",
+    ),
+    "presupposition_nli": (
+        "Premise: {input}\nHypothesis: {question}\n\nDoes the premise entail the hypothesis?\n{options}\nAnswer:",
+        '{input}\n\nIf the text above is true, is it also true that "{question}"?\n{options}\nAnswer:',
+        "Decide whether the second statement follows from the first.\n\nFirst: {input}\nSecond: {question}\n"
+        "{options}\nAnswer:",
+    ),
+    # ---------------------------------------------------------------- commonsense
+    "social_iqa": (
+        "{input}\n\nPick the most sensible answer.\n{options}\nAnswer:",
+        "Situation and question: {input}\n{options}\nWhich answer fits best?\nAnswer:",
+        "Use everyday knowledge about people's motives and reactions to answer.\n\n{input}\n{options}\nAnswer:",
+    ),
+    "wikihow_goal": (
+        "Step: {input}\n\nWhich goal is this step most likely part of?\n{options}\nGoal:",
+        'Someone is doing the following: "{input}". What are they most likely trying to achieve?\n'
+        "{options}\nAnswer:",
+        "{input}\n\nThis is one step of a how-to guide. Choose the guide's title.\n{options}\nTitle:",
+    ),
+    # ---------------------------------------------------------------- paraphrase
+    "metaphor_paraphrase": (
+        "Sentence 1: {input}\nSentence 2: {question}\n\nDoes sentence 2 express the same meaning as "
+        "sentence 1?\n{options}\nAnswer:",
+        '"{input}"\nIs "{question}" a correct paraphrase of the sentence above?\n{options}\nAnswer:',
+        "The first sentence uses a metaphor. Decide whether the second sentence restates it faithfully.\n\n"
+        "First: {input}\nSecond: {question}\n{options}\nAnswer:",
+    ),
+    "asset_simplification": (
+        "Rewrite this text in simpler words while keeping its meaning.\n\n{input}\nSimpler version:",
+        "{input}\n\nHow could the text above be said more simply?\nSimplified:",
+        "Original: {input}\nParaphrase it so that a young reader can follow it.\nParaphrase:",
+    ),
+    # ---------------------------------------------------------------- closed-book QA
+    "qa_wikidata": (
+        "Finish the statement with the correct fact.\n\nStatement: {input} ___\nMissing words:",
+        'Complete the end of this sentence using world knowledge: "{input} ..."\nAnswer:',
+        "{input} ...\n\nWhat is the correct ending of the sentence above?\nEnding:",
+    ),
+    "strategyqa": (
+        "{input}\n\nThink about the facts involved and answer yes or no.\n{options}\nAnswer:",
+        "Question: {input}\n{options}\nAnswer:",
+        "Answer this question, which needs several reasoning steps: {input}\n{options}\nAnswer:",
+    ),
+    # ---------------------------------------------------------------- misc
+    "coqa": (
+        "{input}\n\nAnswer the last question of this conversation about the text above.\n\n{question}\nA:",
+        "Story: {input}\n\nConversation so far:\n{question}\nShort answer:",
+        "Read the text, then continue the question-and-answer dialogue with a short answer.\n\n{input}\n\n"
+        "{question}\nAnswer:",
+    ),
+    "intent_snips": (
+        "Utterance: {input}\n\nWhat does the user want the assistant to do?\n{options}\nIntent:",
+        "{input}\n\nClassify the intent of this voice-assistant request.\n{options}\nAnswer:",
+        'A user said: "{input}"\nWhich category does the request belong to?\n{options}\nCategory:',
+    ),
+    # ---------------------------------------------------------------- translation
+    "bible_en_es": (
+        "Translate this Bible verse from English to Spanish.\n\n{input}\nSpanish:",
+        "{input}\n\nHow would the verse above read in Spanish?\nSpanish translation:",
+        "English: {input}\nGive the same text in Spanish.\nSpanish:",
+    ),
+}
+
+_FIELDS = {"input", "question", "options"}
+
+
+def _placeholders(template: str) -> list[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+
+
+def n_templates(task: str) -> int:
+    """Number of templates of ``task``.
+
+    Raises:
+        KeyError: no templates for ``task`` (the message lists the tasks that have some).
+    """
+    return len(_get(task))
+
+
+def _get(task: str) -> tuple[str, ...]:
+    try:
+        return TEMPLATES[task]
+    except KeyError:
+        raise KeyError(f"no templates for task {task!r}; tasks with templates: {', '.join(sorted(TEMPLATES))}") from None
+
+
+def options_block(options: Sequence[str]) -> str:
+    """``OPTIONS:`` followed by one ``- option`` line per choice, in the given order.
+
+    Raises:
+        ValueError: fewer than two options.
+    """
+    if len(options) < 2:
+        raise ValueError(f"a classification prompt needs at least two options, got {list(options)!r}")
+    return "OPTIONS:\n" + "\n".join(f"- {o}" for o in options)
+
+
+def truncate_input(text: str, max_chars: int) -> str:
+    """Keep the start of ``text``: at most ``max_chars`` characters plus the mark :data:`ELLIPSIS`.
+
+    Text no longer than ``max_chars`` is returned unchanged. Otherwise the cut is moved back to the
+    last whitespace within the limit (if that keeps at least half of it), trailing space removed,
+    and `` …`` appended.
+
+    Raises:
+        ValueError: ``max_chars`` < 1.
+    """
+    if max_chars < 1:
+        raise ValueError(f"max_input_chars must be >= 1, got {max_chars}")
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space >= max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip() + ELLIPSIS
+
+
+def render_prompt(
+    task: str,
+    template_id: int,
+    input: str,
+    question: str = "",
+    options: Sequence[str] = (),
+    *,
+    max_input_chars: int = 1500,
+) -> str:
+    """Render one prompt of ``task`` with template ``template_id``.
+
+    Args:
+        task: task name (a key of :data:`TEMPLATES`).
+        template_id: index into ``TEMPLATES[task]``.
+        input: the main text; the only part shortened (:func:`truncate_input`).
+        question: the second field (``""`` if the task has none); never shortened.
+        options: the answer choices (classification), empty for generation tasks.
+        max_input_chars: limit for ``input``.
+
+    Returns:
+        str: the prompt, ending with the template's answer cue (no trailing space, no target).
+
+    Raises:
+        KeyError: unknown task.
+        IndexError: ``template_id`` out of range (names the valid range).
+        ValueError: options given to a template without ``{options}`` or vice versa.
+    """
+    templates = _get(task)
+    if not 0 <= template_id < len(templates):
+        raise IndexError(f"task {task!r} has templates 0..{len(templates) - 1}, not {template_id}")
+    template = templates[template_id]
+    wants_options = "options" in _placeholders(template)
+    if wants_options != bool(options):
+        raise ValueError(
+            f"task {task!r} template {template_id}: "
+            + ("needs options but none were given" if wants_options else f"takes no options, got {list(options)!r}")
+        )
+    return template.format(
+        input=truncate_input(input.strip(), max_input_chars),
+        question=question.strip(),
+        options=options_block(options) if options else "",
+    )
+
+
+def choose_template(task: str, example_id: str, seed: int, mode: str = "all") -> int:
+    """Template index for one example: a hash of (seed, task, example id) modulo the count.
+
+    ``mode="first"`` always gives 0. The choice depends only on these values, so it is the same
+    whatever else is sampled.
+
+    Raises:
+        ValueError: ``mode`` not in :data:`TEMPLATE_MODES`.
+        KeyError: unknown task.
+    """
+    if mode not in TEMPLATE_MODES:
+        raise ValueError(f"templates must be one of {TEMPLATE_MODES}, got {mode!r}")
+    n = n_templates(task)
+    if mode == "first":
+        return 0
+    digest = hashlib.sha256(f"template|{seed}|{task}|{example_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n
+
+
+_CUE = re.compile(r"\S[^\n{}]*:$")
+
+
+def check_templates(task: str, classification: bool) -> None:
+    """Validate the templates of ``task``; raise ``ValueError`` describing the first problem.
+
+    Rules: at least 3 templates; only the placeholders ``{input}``, ``{question}``, ``{options}``;
+    ``{input}`` present; ``{options}`` present exactly when ``classification``; the template ends
+    with an answer cue (text after the last placeholder, ending in ``:``).
+    """
+    templates = _get(task)
+    if len(templates) < 3:
+        raise ValueError(f"task {task!r} has {len(templates)} templates; at least 3 are required")
+    for i, t in enumerate(templates):
+        fields = _placeholders(t)
+        bad = set(fields) - _FIELDS
+        if bad:
+            raise ValueError(f"task {task!r} template {i}: unknown placeholders {sorted(bad)}")
+        if "input" not in fields:
+            raise ValueError(f"task {task!r} template {i}: no {{input}}")
+        if ("options" in fields) != classification:
+            raise ValueError(
+                f"task {task!r} template {i}: "
+                + ("classification template without {options}" if classification else "{options} in a generation template")
+            )
+        tail = t[t.rfind("}") + 1 :]
+        if not _CUE.search(tail):
+            raise ValueError(f"task {task!r} template {i} must end with an answer cue ending in ':', ends with {tail!r}")

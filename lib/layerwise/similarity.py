@@ -159,10 +159,10 @@ def as_float64(X: Any, name: str = "X", *, ndim: int = 2) -> np.ndarray:
         if not X.is_floating_point():
             X = X.double()
         X = X.double().numpy()
-    arr = np.array(X, dtype=None, copy=True)
-    if arr.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
+    src = np.asarray(X)
+    if src.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be a real numeric array, got dtype {src.dtype}")
+    arr = np.array(src, dtype=np.float64, copy=True)  # one pass: convert and copy
     if arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
     return arr
@@ -239,10 +239,12 @@ def drop_nonfinite_rows(
 
 def _center_columns(X: np.ndarray, name: str) -> np.ndarray:
     """Subtract column means in float64, in place on a private copy. Snaps constants to 0."""
-    scale = float(np.abs(X).max()) if X.size else 0.0
+    if not X.size:
+        return X
+    scale = max(abs(float(X.max())), abs(float(X.min())))  # no temporaries
     X -= X.mean(axis=0, keepdims=True)
     # a constant column can leave ~1e-16 * |value| of rounding; treat all-constant input exactly
-    if X.size and float(np.abs(X).max()) <= 1e-12 * scale:
+    if max(abs(float(X.max())), abs(float(X.min()))) <= 1e-12 * scale:
         X[...] = 0.0
     return X
 
@@ -278,29 +280,27 @@ def centered_gram(X: Any) -> np.ndarray:
         ValueError: ``X`` is not 2-D.
     """
     X = as_float64(X, "X")
-    ok = np.isfinite(X).all(axis=1)
+    if np.isfinite(X.sum(axis=1)).all():  # cheap test; a finite row sum means a finite row
+        ok = np.ones(X.shape[0], dtype=bool)
+    else:
+        ok = np.isfinite(X).all(axis=1)
     if ok.all():
         Xc = _center_columns(X, "X")
-        K = Xc @ Xc.T
-        return _symmetrize(K)
+        return Xc @ Xc.T  # numpy uses a symmetric rank-k update (syrk): exactly symmetric
     n = X.shape[0]
     K = np.full((n, n), np.nan)
     if ok.any():
         Xc = _center_columns(X[ok], "X")
-        K[np.ix_(ok, ok)] = _symmetrize(Xc @ Xc.T)
+        K[np.ix_(ok, ok)] = Xc @ Xc.T
     return K
 
 
 def centered_grams(A: Any) -> np.ndarray:
     """:func:`centered_gram` for every layer: ``A (L, n, d)`` -> ``(L, n, n)`` float64."""
-    A = as_float64(A, "A", ndim=3)
-    return np.stack([centered_gram(A[i]) for i in range(A.shape[0])])
-
-
-def _symmetrize(K: np.ndarray) -> np.ndarray:
-    K += K.T
-    K *= 0.5
-    return K
+    shape = tuple(A.shape) if hasattr(A, "shape") else np.shape(A)
+    if len(shape) != 3:
+        raise ValueError(f"A must have 3 dimensions (n_layers, n, d), got shape {shape}")
+    return np.stack([centered_gram(A[i]) for i in range(len(A))])
 
 
 def center_gram(K: Any) -> np.ndarray:
@@ -312,10 +312,13 @@ def center_gram(K: Any) -> np.ndarray:
     Returns:
         np.ndarray: ``(n, n)`` float64 ``H K H`` (Kornblith et al. 2019, Eq. 3).
     """
-    K = as_float64(K, "K")
+    return _center_gram_inplace(as_float64(K, "K"))
+
+
+def _center_gram_inplace(K: np.ndarray) -> np.ndarray:
     K -= K.mean(axis=0, keepdims=True)
     K -= K.mean(axis=1, keepdims=True)
-    return _symmetrize(K)
+    return K
 
 
 def unbiased_center_gram(K: Any) -> np.ndarray:
@@ -341,7 +344,7 @@ def unbiased_center_gram(K: Any) -> np.ndarray:
     K -= means[:, None]
     K -= means[None, :]
     np.fill_diagonal(K, 0.0)
-    return _symmetrize(K)
+    return K
 
 
 def _prepare_grams(
@@ -369,7 +372,7 @@ def _prepare_grams(
         )
     if Kx.shape[0] < min_rows:
         raise ValueError(f"{what} needs at least {min_rows} rows (examples), got {Kx.shape[0]}")
-    return center_gram(Kx), center_gram(Ky), rf
+    return _center_gram_inplace(Kx), _center_gram_inplace(Ky), rf
 
 
 def hsic(Kx: Any, Ky: Any, *, debiased: bool = False) -> float:
@@ -551,8 +554,8 @@ def linear_cka(X: Any, Y: Any, *, debiased: bool = False, route: str = "auto") -
     d2 = Yc.shape[1]
     if route == "features" or (route == "auto" and _use_feature_route(n, d1, d2)):
         return _linear_cka_features(Xc, Yc, debiased)
-    Kx = _symmetrize(Xc @ Xc.T)
-    Ky = _symmetrize(Yc @ Yc.T)
+    Kx = Xc @ Xc.T
+    Ky = Yc @ Yc.T
     return _cka_centred(Kx, Ky, debiased, "linear_cka")
 
 
@@ -572,7 +575,7 @@ def _grams_from_features(X: Any, Y: Any, min_rows: int, what: str) -> tuple[np.n
     _check_pair(X, Y, min_rows, what)
     Xc = _center_columns(X, "X")
     Yc = _center_columns(Y, "Y")
-    return _symmetrize(Xc @ Xc.T), _symmetrize(Yc @ Yc.T)
+    return Xc @ Xc.T, Yc @ Yc.T
 
 
 def _features_centred(X: Any, Y: Any, min_rows: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -797,7 +800,7 @@ def _subspace_from_features(Xc: np.ndarray, variance: float, name: str) -> np.nd
 def _subspace(Xc: np.ndarray, variance: float, name: str) -> np.ndarray:
     if Xc.shape[1] < Xc.shape[0]:
         return _subspace_from_features(Xc, variance, name)
-    return _subspace_from_gram(_symmetrize(Xc @ Xc.T), variance, name)
+    return _subspace_from_gram(Xc @ Xc.T, variance, name)
 
 
 def _canonical_correlations(Qx: np.ndarray, Qy: np.ndarray) -> np.ndarray:
@@ -905,7 +908,7 @@ def procrustes_similarity(X: Any, Y: Any) -> float:
     if max(Xc.shape[1], Yc.shape[1]) <= n:
         nuc = float(np.linalg.svd(Xc.T @ Yc, compute_uv=False).sum())
         return min(1.0, nuc / (np.linalg.norm(Xc) * np.linalg.norm(Yc)))
-    return _procrustes_core_grams(_symmetrize(Xc @ Xc.T), _symmetrize(Yc @ Yc.T))
+    return _procrustes_core_grams(Xc @ Xc.T, Yc @ Yc.T)
 
 
 def procrustes_distance(X: Any, Y: Any) -> float:
@@ -1305,7 +1308,7 @@ def cka_matrix(A: Any, B: Any, *, debiased: bool = False) -> np.ndarray:
         out = []
         for i in range(S.shape[0]):
             Xc = _center_columns(S[i], "layer")
-            K = _symmetrize(Xc @ Xc.T)
+            K = Xc @ Xc.T
             if debiased:
                 K = unbiased_center_gram(K)
             out.append(K.ravel())

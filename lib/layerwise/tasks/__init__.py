@@ -15,6 +15,7 @@ from layerwise.tasks.builders import BUILDERS, POOL_FEATURES, build
 from layerwise.tasks.builders import *  # noqa: F401,F403  (build_<task> functions)
 from layerwise.tasks.builders import (
     build_asset_simplification,
+    build_bible_en_es,
     build_coqa,
     build_common_gen,
     build_cosmos_qa,
@@ -38,7 +39,7 @@ from layerwise.tasks.builders import (
     build_winowhy,
     build_xsum,
 )
-from layerwise.tasks.loading import POOL_VERSION, TASK_FEATURES, load_pool, load_task, pool_path, sample_pool
+from layerwise.tasks.loading import POOL_VERSION, TASK_FEATURES, build_suite, load_pool, load_task, pool_path, sample_pool
 from layerwise.tasks.registry import CLUSTERS, FLAN2021_TASKS, TASKS, TaskInfo, flan2021_cluster, get_task, task_names
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "TASK_FEATURES",
     "POOL_VERSION",
     "build",
+    "build_suite",
     "flan2021_cluster",
     "get_task",
     "task_names",

@@ -480,3 +480,75 @@ def build_coqa(root: Path) -> datasets.Dataset:
     except (KeyError, TypeError) as e:
         raise ValueError(f"{_COQA}: not in CoQA format (missing {e})") from e
     return _finish(rows, "generation", _COQA)
+
+
+# ------------------------------------------------------------------------------------------ Debian Bibles
+
+SWORD_TEXTS = "usr/share/sword/modules/texts/ztext"
+_NOTE_RE = re.compile(r"<(note|title)\b[^>]*?(?<!/)>.*?</\1>", re.S)
+_TAG_RE = re.compile(r"<[^>]*>")
+
+
+def read_ztext(module_dir: Path, testament: str) -> list[str]:
+    """Raw entries of one testament (``"ot"`` or ``"nt"``) of a SWORD zText module (ZIP blocks).
+
+    The ``.bzv`` index has one 10-byte record per versification slot (block u32, offset u32,
+    size u16, little-endian); ``.bzs`` has one 12-byte record per block (offset, compressed size,
+    uncompressed size); ``.bzz`` holds the zlib blocks. Slot ``i`` of two modules with the same
+    versification is the same verse (or the same book/chapter heading slot).
+
+    Raises:
+        FileNotFoundError: a module file is missing (names it).
+        ValueError: a record points outside its file.
+    """
+    import struct
+    import zlib
+
+    files = {}
+    for ext in ("bzv", "bzs", "bzz"):
+        p = Path(module_dir) / f"{testament}.{ext}"
+        if not p.is_file():
+            raise FileNotFoundError(f"SWORD module file {p} does not exist")
+        files[ext] = p.read_bytes()
+    bzv, bzs, bzz = files["bzv"], files["bzs"], files["bzz"]
+    blocks: dict[int, bytes] = {}
+    out = []
+    for k in range(len(bzv) // 10):
+        block, offset, size = struct.unpack_from("<IIH", bzv, 10 * k)
+        if size == 0:
+            out.append("")
+            continue
+        if block not in blocks:
+            if 12 * block + 12 > len(bzs):
+                raise ValueError(f"{module_dir}/{testament}.bzv slot {k}: block {block} not in the .bzs index")
+            start, csize, _ = struct.unpack_from("<III", bzs, 12 * block)
+            blocks[block] = zlib.decompress(bzz[start : start + csize])
+        out.append(blocks[block][offset : offset + size].decode("utf-8", "replace"))
+    return out
+
+
+def clean_osis(text: str) -> str:
+    """Plain verse text from OSIS markup: notes and titles dropped, other tags removed, ``¶`` removed."""
+    text = _NOTE_RE.sub(" ", text)
+    text = _TAG_RE.sub("", text).replace("¶", " ")
+    return " ".join(text.split())
+
+
+@_builder("bible_en_es")
+def build_bible_en_es(root: Path) -> datasets.Dataset:
+    """English (King James Version, ``engKJV2006eb``) -> Spanish (Reina-Valera 1909,
+    ``spaRV1909eb``) verse pairs from the Debian packages ``sword-text-kjv`` and
+    ``sword-text-sparv``. Both modules use the KJV versification, so slot ``i`` of each testament
+    aligns; slots empty on either side (book and chapter headings) are skipped. id = ``ot-<slot>``
+    / ``nt-<slot>``."""
+    rows = []
+    for testament in ("ot", "nt"):
+        en = read_ztext(Path(root) / SWORD_TEXTS / "engKJV2006eb", testament)
+        es = read_ztext(Path(root) / SWORD_TEXTS / "spaRV1909eb", testament)
+        if len(en) != len(es):
+            raise ValueError(f"{testament}: {len(en)} KJV slots but {len(es)} RV1909 slots; versifications differ")
+        for i, (a, b) in enumerate(zip(en, es)):
+            a, b = clean_osis(a), clean_osis(b)
+            if a and b:
+                rows.append({"id": f"{testament}-{i:05d}", "input": a, "target": b})
+    return _finish(rows, "generation", SWORD_TEXTS)

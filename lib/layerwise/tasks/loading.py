@@ -14,9 +14,9 @@ from layerwise.cache import atomic_path, cache_root, content_key
 from layerwise.sources import fetch_source
 from layerwise.templates import TEMPLATE_MODES, choose_template, render_prompt
 from layerwise.tasks.builders import POOL_FEATURES, build
-from layerwise.tasks.registry import get_task
+from layerwise.tasks.registry import TASKS, get_task
 
-__all__ = ["load_pool", "load_task", "pool_path", "sample_pool", "POOL_VERSION", "TASK_FEATURES"]
+__all__ = ["build_suite", "load_pool", "load_task", "pool_path", "sample_pool", "POOL_VERSION", "TASK_FEATURES"]
 
 #: bump when any builder changes its output, so cached pools are rebuilt.
 POOL_VERSION = 1
@@ -169,3 +169,32 @@ def load_task(
         _check_int(arg, v, lo)
     pool = load_pool(name)
     return sample_pool(pool, name, n_train=n_train, n_test=n_test, seed=seed, max_input_chars=max_input_chars, templates=templates)
+
+
+def build_suite(names: list[str] | None = None) -> dict[str, int]:
+    """Fetch the sources and build (or read) the cached pools of ``names`` (default: all tasks).
+
+    A task whose source cannot be fetched on this machine (for example no ``apt-get`` for the
+    Debian Bibles) is skipped with a one-line message on stderr naming the task, the reason and the
+    clusters the suite then lacks.
+
+    Returns:
+        dict: task name -> pool size, for the tasks that were built.
+
+    Raises:
+        KeyError: an unknown task name.
+    """
+    from layerwise.tasks.registry import CLUSTERS
+
+    names = list(names) if names is not None else sorted(TASKS)
+    infos = {n: get_task(n) for n in names}
+    sizes: dict[str, int] = {}
+    for n in names:
+        try:
+            sizes[n] = len(load_pool(n))
+        except RuntimeError as e:
+            print(f"[layerwise.tasks] skipping {n}: {e}", file=sys.stderr, flush=True)
+    lacking = sorted({infos[n].cluster for n in names} - {infos[n].cluster for n in sizes}, key=list(CLUSTERS).index)
+    if lacking:
+        print(f"[layerwise.tasks] the suite lacks the clusters: {', '.join(lacking)}", file=sys.stderr, flush=True)
+    return sizes

@@ -122,8 +122,13 @@ class TaskInfo:
 
     @property
     def source_name(self) -> str:
-        """The :data:`layerwise.sources.SOURCES` key (``"bigbench"`` for ``"bigbench==1.0.0"``)."""
-        return self.source.split("==")[0]
+        """The :data:`layerwise.sources.SOURCES` key whose pin is :attr:`source` (``"bigbench"``)."""
+        from layerwise.sources import SOURCES
+
+        for key, src in SOURCES.items():
+            if src.pin == self.source:
+                return key
+        raise KeyError(f"task {self.name!r}: no source with pin {self.source!r} in layerwise.sources.SOURCES")
 
 
 _BIGBENCH = "bigbench==1.0.0"
@@ -201,6 +206,13 @@ TASKS: dict[str, TaskInfo] = {
            f"Lin et al. 2020, Findings of EMNLP; GEM (Gehrmann et al. 2021); {_BB_CITE}", "MIT",
            "CommonGen validation sample (BIG-bench gem/common_gen), first reference",
            "concept words -> everyday sentence", flan_task="common_gen", match="exact"),
+        # ------------------------------------------------------------ translation
+        _t("bible_en_es", "translation", "generation", "sword-text-kjv+sparv==14.3-1+2.60-1",
+           "Bible verses: King James Version (engKJV2006eb) and Reina-Valera 1909 (spaRV1909eb)",
+           "CrossWire SWORD modules packaged by Debian (sword-text-kjv 14.3-1, sword-text-sparv 2.60-1)",
+           "public domain", "all verses present in both (KJV versification)",
+           "English verse -> Spanish verse (real human translation, archaic register)",
+           flan_task="para_crawl_enes", match="analog"),
         # ------------------------------------------------------------ reading comprehension
         _t("squad_v1", "reading_comprehension", "generation", _BIGBENCH, "SQuAD v1.1",
            f"Rajpurkar et al. 2016, EMNLP; {_BB_CITE} (squad_shifts)", "CC BY-SA 4.0",

@@ -19,7 +19,7 @@ overrides = []
 
 # %% tags=["remove-input"]
 from layerwise.charts import task_sizes_chart
-from layerwise.report import markdown, md_table, open_run, spec_table
+from layerwise.report import markdown, open_run, spec_table
 
 run = open_run(spec_path, overrides)
 tasks = run.task_table()

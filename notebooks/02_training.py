@@ -20,7 +20,7 @@ overrides = []
 
 # %% tags=["remove-input"]
 from layerwise.charts import loss_curves, response_loss_chart
-from layerwise.report import fmt, markdown, md_table, open_run
+from layerwise.report import fmt, markdown, open_run
 
 run = open_run(spec_path, overrides)
 summary = run.training_summary()
@@ -35,7 +35,7 @@ loss = run.response_loss()
 # when it was trained).
 
 # %% tags=["remove-input"]
-summary.style.hide(axis="index").format({"first_loss": "{:.3f}", "last_loss": "{:.3f}", "train_seconds": "{:.0f}"})
+summary.drop(columns="key").style.hide(axis="index").format({"first_loss": "{:.3f}", "last_loss": "{:.3f}", "train_seconds": "{:.0f}"})
 
 # %% [markdown]
 # ## Loss curves
@@ -69,4 +69,4 @@ markdown(
     + ("" if n_ctrl == len(wide) else
        " Where a control does not beat PT, its CKA comparisons in the next chapter should be read with care.")
 )
-markdown(md_table(wide[["task", "PT", "SFT", "control", "control beats PT", "SFT beats PT"]]))
+wide[["task", "PT", "SFT", "control", "control beats PT", "SFT beats PT"]].style.hide(axis="index").format(precision=3)

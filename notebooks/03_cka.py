@@ -12,8 +12,10 @@
 # middle ("transition" layers 10-15) and stays high to the top ("refinement" layers 16-32).
 # This chapter shows the same curves for this run's model.
 #
-# Layer 0 (the embeddings) is left out: LoRA on attention projections does not change it, so its
-# CKA is 1 for every pair. The last layer is the output after the final norm, as in the paper.
+# Layer 0 (the embeddings) is left out, as in the paper: LoRA on attention projections does not
+# change it, and the last prompt token is the same answer-cue token in every prompt, so its
+# embedding carries no information about the input. The last layer is the output after the final
+# norm, as in the paper.
 
 # %% tags=["parameters"]
 spec_path = "specs/default.yaml"
@@ -21,7 +23,7 @@ overrides = []
 
 # %% tags=["remove-input"]
 from layerwise.charts import cka_by_layer_chart, cka_spread_chart
-from layerwise.report import fmt, markdown, md_table, open_run
+from layerwise.report import fmt, markdown, open_run
 
 run = open_run(spec_path, overrides)
 cka = run.cka()

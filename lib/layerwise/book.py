@@ -175,6 +175,7 @@ def build_book(
     cmd = [
         str(Path(sys.executable).parent / "jupyter-book"), "build", str(book_dir),
         "--config", str(PROJECT_ROOT / "_config.yml"), "--toc", str(PROJECT_ROOT / "_toc.yml"),
+        "--path-output", str(book_dir),
         "--warningiserror", "--keep-going",
     ]
     env = {**os.environ, **BOOK_ENV}

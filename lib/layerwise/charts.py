@@ -83,7 +83,7 @@ def write_vega_bundle(static_dir: Path) -> Path:
     return atomic_write_text(target, js)
 
 
-_WIDTH = 560
+_WIDTH = 430  # fits the book's content column with a legend beside it
 
 
 def task_sizes_chart(tasks: pd.DataFrame) -> alt.Chart:
@@ -164,13 +164,13 @@ def cka_by_layer_chart(cka: pd.DataFrame, *, measure: str = "linear_cka") -> alt
         .mark_line(point=True)
         .encode(
             x=alt.X("layer:Q", title="layer", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("value:Q", title="CKA", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("value:Q", title="CKA", scale=alt.Scale(zero=False)),
             color=alt.Color("task:N"),
             opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
             tooltip=["task", "cluster", "comparison", "layer", alt.Tooltip("value:Q", format=".3f")],
         )
         .add_params(sel)
-        .properties(width=300, height=260)
+        .properties(width=220, height=240)
         .facet(column=alt.Column("comparison:N", title=None, sort=["PT vs control", "SFT vs control"]))
         .properties(title=f"{measure.replace('_', ' ')} between each model and the task's control, by layer")
     )
@@ -194,5 +194,5 @@ def cka_spread_chart(cka: pd.DataFrame, *, measure: str = "linear_cka") -> alt.C
             color=alt.Color("comparison:N", sort=["PT vs control", "SFT vs control"], title=None),
             tooltip=["layer", "comparison"],
         )
-        .properties(width=_WIDTH + 100, height=300)
+        .properties(width=_WIDTH, height=300)
     )

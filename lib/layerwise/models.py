@@ -389,7 +389,9 @@ def load_model(name: str, *, device: str = "auto"):
         ModelNotFoundError: see :func:`resolve_model`.
     """
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     dev = select_device(device)
     model = AutoModelForCausalLM.from_pretrained(str(resolve_model(name)), dtype=torch_dtype_for(dev))
     return model.to(dev).eval()

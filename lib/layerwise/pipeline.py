@@ -53,8 +53,9 @@ class Run:
         run.json                                 the spec as run
     """
 
-    def __init__(self, spec: RunSpec):
+    def __init__(self, spec: RunSpec, *, verbose: bool = True):
         self.spec = spec
+        self.verbose = verbose
         self.out = spec.output_path
         self.out.mkdir(parents=True, exist_ok=True)
         if spec.threads:
@@ -64,9 +65,17 @@ class Run:
         atomic_write_json(self.out / "run.json", spec.to_dict())
 
     @classmethod
-    def from_spec(cls, path: str | os.PathLike[str] | None = None, overrides: Any = ()) -> "Run":
-        """Load and validate a spec (see :func:`layerwise.spec.load_spec`) and open its run."""
-        return cls(load_spec(path, overrides))
+    def from_spec(cls, path: str | os.PathLike[str] | None = None, overrides: Any = (), *, verbose: bool = True) -> "Run":
+        """Load and validate a spec (see :func:`layerwise.spec.load_spec`) and open its run.
+
+        ``verbose=False`` (used by the notebooks) silences the progress lines of the stages.
+        """
+        return cls(load_spec(path, overrides), verbose=verbose)
+
+    def log(self, message: str) -> None:
+        """Print a progress line (CLI runs); silent when ``verbose`` is False."""
+        if self.verbose:
+            print(f"[layerwise] {message}", flush=True)
 
     # ------------------------------------------------------------------ data
     @cached_property
@@ -133,10 +142,12 @@ class Run:
         for name, p, t, i in jobs:
             t0 = time.perf_counter()
             res = train_adapter(name=name, base_model=self.spec.base_model, prompts=p, targets=t, example_ids=i,
-                                spec=self.spec.training, adapters_dir=self._adapters_dir(), progress=progress)
+                                spec=self.spec.training, adapters_dir=self._adapters_dir(),
+                                progress=progress and self.verbose)
             status = "reused" if res.reused else f"trained in {time.perf_counter() - t0:.0f} s"
-            print(f"[layerwise] adapter {name}: {status} ({len(p)} examples)", flush=True)
+            self.log(f"adapter {name}: {status} ({len(p)} examples)")
             results[name] = res
+        self.__dict__["adapters"] = results  # fill the cached property
         return results
 
     @cached_property
@@ -205,7 +216,7 @@ class Run:
                 sp = self._states_path(role, key, task)
                 if not sp.is_file():
                     states = last_token_hidden_states(model, tokenizer, prompts, batch_size=self.spec.extraction.batch_size,
-                                                      progress=progress, desc=f"{role} {task}")
+                                                      progress=progress and self.verbose, desc=f"{role} {task}")
                     save_states(sp, states, ids, {"role": role, "model_key": key, "task": task,
                                                   "base_model": self.spec.base_model,
                                                   "adapter": str(adapter) if adapter else None})
@@ -214,7 +225,7 @@ class Run:
                     losses = response_token_loss(model, tokenizer, prompts, targets,
                                                  batch_size=self.spec.extraction.batch_size)
                     atomic_write_json(lp, {"ids": ids, "loss": losses})
-            print(f"[layerwise] {role:7s} {','.join(todo)}: states + loss in {time.perf_counter() - t0:.0f} s", flush=True)
+            self.log(f"{role:7s} {','.join(todo)}: states + loss in {time.perf_counter() - t0:.0f} s")
             del model
 
     def states(self, role: str, task: str) -> np.ndarray:
@@ -256,7 +267,9 @@ class Run:
     def cka(self) -> pd.DataFrame:
         """Linear CKA per task, layer and comparison: the tidy table every analysis reads.
 
-        Columns: ``task, cluster, layer`` (0 = embeddings ... L = after final norm),
+        Columns: ``task, cluster, layer`` (1 = first block ... L = last block after the final norm;
+        layer 0, the embedding of the last prompt token, is left out as in the paper: it is the same
+        vector for every prompt that ends in the same answer-cue token, and the same in all models),
         ``comparison`` (``"PT vs control"`` / ``"SFT vs control"``), ``measure``, ``value``,
         ``n_examples``. Cached in ``tables/cka-<key>.parquet``.
         """
@@ -273,8 +286,8 @@ class Run:
         for task in self.spec.tasks:
             control = self.states("control", task)
             for label, (role, _) in COMPARISONS.items():
-                values = cka_by_layer(self.states(role, task), control, measure="linear_cka")
-                for layer, v in enumerate(values):
+                values = cka_by_layer(self.states(role, task)[1:], control[1:], measure="linear_cka")
+                for layer, v in enumerate(values, start=1):
                     rows.append({"task": task, "cluster": get_task(task).cluster, "layer": layer,
                                  "comparison": label, "measure": "linear_cka", "value": float(v),
                                  "n_examples": control.shape[1]})

@@ -23,7 +23,7 @@ def open_run(spec_path: str, overrides: Sequence[str] | dict[str, Any] = ()):
 
     warnings.filterwarnings("ignore")
     setup_altair()
-    return Run.from_spec(spec_path, overrides)
+    return Run.from_spec(spec_path, overrides, verbose=False)
 
 
 def spec_table(run) -> pd.DataFrame:

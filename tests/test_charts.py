@@ -1,0 +1,60 @@
+"""Charts: valid Vega-Lite with the expected encodings; offline renderers."""
+
+import pandas as pd
+import pytest
+
+from layerwise import charts
+
+
+@pytest.fixture
+def cka():
+    rows = []
+    for task, cluster in [("a", "sentiment"), ("b", "coreference")]:
+        for layer in range(0, 5):
+            for comp, base in [("PT vs control", 0.9), ("SFT vs control", 0.7)]:
+                rows.append({"task": task, "cluster": cluster, "layer": layer, "comparison": comp,
+                             "measure": "linear_cka", "value": base - 0.05 * layer, "n_examples": 10})
+    return pd.DataFrame(rows)
+
+
+def test_cka_by_layer_chart_drops_layer_zero_and_facets(cka):
+    spec = charts.cka_by_layer_chart(cka).to_dict()
+    assert spec["facet"]["column"]["field"] == "comparison"
+    enc = spec["spec"]["encoding"]
+    assert enc["x"]["field"] == "layer" and enc["y"]["field"] == "value" and enc["color"]["field"] == "task"
+    values = next(iter(spec["datasets"].values()))
+    assert min(v["layer"] for v in values) == 1 and len(values) == 2 * 4 * 2
+    assert any(p.get("bind") == "legend" for p in spec["params"])
+
+
+def test_spread_chart_is_a_boxplot_per_layer(cka):
+    spec = charts.cka_spread_chart(cka).to_dict()
+    assert spec["mark"]["type"] == "boxplot"
+    assert spec["encoding"]["x"]["field"] == "layer" and spec["encoding"]["xOffset"]["field"] == "comparison"
+
+
+def test_loss_and_response_charts():
+    log = pd.DataFrame({"adapter": ["sft", "sft"], "step": [1, 2], "epoch": [0.5, 1.0], "loss": [2.0, 1.5], "learning_rate": [1e-3, 0.0]})
+    assert charts.loss_curves(log).to_dict()["encoding"]["y"]["field"] == "loss"
+    loss = pd.DataFrame({"task": ["a"] * 3, "role": ["PT", "SFT", "control"], "loss": [2.0, 1.5, 1.0], "n": [5] * 3})
+    assert charts.response_loss_chart(loss).to_dict()["encoding"]["x"]["field"] == "loss"
+
+
+def test_book_renderer_emits_html_calling_local_vega_embed(cka):
+    assert charts.setup_altair("book") == "book"
+    import altair as alt
+
+    bundle = alt.renderers.get()(charts.cka_spread_chart(cka).to_dict())
+    html = bundle["text/html"]
+    assert "window.vegaEmbed" in html and "cdn" not in html.lower() and "<script src" not in html
+    charts.setup_altair("svg")
+    with pytest.raises(ValueError, match="unknown chart mode 'nope'"):
+        charts.setup_altair("nope")
+
+
+def test_vega_bundle_is_written_once(tmp_path):
+    p = charts.write_vega_bundle(tmp_path)
+    text = p.read_text()
+    assert p.stat().st_size > 100_000 and text.startswith("(function(){") and "window.vegaEmbed = vegaEmbed" in text
+    mtime = p.stat().st_mtime_ns
+    assert charts.write_vega_bundle(tmp_path).stat().st_mtime_ns == mtime

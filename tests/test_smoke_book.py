@@ -46,21 +46,27 @@ def test_book_has_every_chapter_with_interactive_charts(smoke_book):
         assert "spec_path = " not in html, f"{name}: parameter cells must be hidden"
 
 
-def test_cka_table_is_complete_and_bounded(smoke_book):
+def test_similarity_table_is_complete_and_bounded(smoke_book):
     root, _, _ = smoke_book
-    tables = list((root / "run" / "tables").glob("cka-*.parquet"))
+    tables = list((root / "run" / "tables").glob("similarity-*.parquet"))
     assert len(tables) == 1
     df = pd.read_parquet(tables[0])
     n_tasks, n_layers = 4, 4  # smoke spec: 4 tasks; tiny-random-llama: 4 blocks
-    assert len(df) == n_tasks * n_layers * 2
-    assert set(df["comparison"]) == {"PT vs control", "SFT vs control"}
-    assert sorted(df["layer"].unique()) == [1, 2, 3, 4]
-    assert df["value"].between(0, 1 + 1e-9).all()
-    assert df.groupby(["task", "comparison"]).size().eq(n_layers).all()
+    assert set(df["comparison"]) == {
+        "PT vs control", "SFT vs control", "held-out SFT vs control", "random-init vs control",
+        "shuffled PT vs control", "shuffled SFT vs control",
+    }
+    assert sorted(df["layer"].unique()) == list(range(1, n_layers + 1))
+    cka = df[(df["measure"] == "linear_cka") & (df["pooling"] == "last") & (df["comparison"] == "SFT vs control")]
+    assert len(cka) == n_tasks * n_layers and cka["value"].between(0, 1 + 1e-9).all()
+    assert {"linear_cka", "debiased_cka", "rbf_cka", "svcca", "procrustes", "mutual_knn", "rsa"} <= set(df["measure"])
+    assert set(df["pooling"]) == {"last", "mean"}
+    counts = df[df["pooling"] == "last"].groupby(["task", "comparison", "measure"]).size()
+    assert counts.eq(n_layers).all()
 
 
 def test_second_run_reuses_everything(smoke_book):
     _, first, second = smoke_book
     assert "trained in" in first.stdout
-    assert "trained in" not in second.stdout and second.stdout.count(": reused (") == 5
+    assert "trained in" not in second.stdout and second.stdout.count(": reused (") == 6  # SFT, held-out SFT, 4 controls
     assert "states + loss in" not in second.stdout

@@ -26,7 +26,7 @@ import numpy as np
 from .batching import batches, collate, encode
 from .cache import atomic_path
 
-__all__ = ["last_token_hidden_states", "save_states", "load_states", "body_of"]
+__all__ = ["POOLINGS", "prompt_hidden_states", "last_token_hidden_states", "save_states", "load_states", "body_of"]
 
 
 def body_of(model: Any) -> Any:
@@ -45,10 +45,15 @@ def body_of(model: Any) -> Any:
     return body
 
 
-def last_token_hidden_states(
+#: Poolings of the prompt's token states: the paper's last prompt token, and the mean over the
+#: prompt's tokens (BOS excluded: its state is an attention sink with a huge norm in many models).
+POOLINGS = ("last", "mean")
+
+
+def prompt_hidden_states(
     model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 8, progress: bool = False, desc: str = ""
-) -> np.ndarray:
-    """Hidden state of the last prompt token at every layer.
+) -> dict[str, np.ndarray]:
+    """Hidden states of each prompt at every layer, pooled two ways, from one forward pass.
 
     Args:
         model: causal LM (eval mode; adapters merged).
@@ -59,7 +64,9 @@ def last_token_hidden_states(
         desc: label of the bar.
 
     Returns:
-        np.ndarray: float32, shape ``(n_layers + 1, n_examples, hidden_size)``, rows in input order.
+        dict: ``"last"`` - the last prompt token's state (the paper's representation) and
+        ``"mean"`` - the mean over the prompt's tokens except BOS; each float32 of shape
+        ``(n_layers + 1, n_examples, hidden_size)``, rows in input order.
 
     Raises:
         ValueError: no prompts, or a state is not finite (the message names the example and layer).
@@ -72,56 +79,92 @@ def last_token_hidden_states(
     body = body_of(model)
     items = [encode(tokenizer, p) for p in prompts]
     device = next(model.parameters()).device
-    out: np.ndarray | None = None
+    out: dict[str, np.ndarray] = {}
     groups = batches(len(items), batch_size, [len(it.input_ids) for it in items])
+    bos = tokenizer.bos_token_id
     with torch.no_grad():
         for idx in tqdm(groups, desc=desc or "hidden states", disable=not progress, leave=False):
             batch = collate([items[i] for i in idx], tokenizer.pad_token_id, with_labels=False)
             batch = {k: v.to(device) for k, v in batch.items()}
             hs = body(**batch, output_hidden_states=True, use_cache=False).hidden_states
-            last = torch.stack([h[:, -1, :] for h in hs]).float().cpu().numpy()  # (L+1, B, d)
-            if out is None:
-                out = np.empty((last.shape[0], len(items), last.shape[2]), dtype=np.float32)
-            out[:, idx, :] = last
-    assert out is not None
-    bad = ~np.isfinite(out)
-    if bad.any():
-        layer, row, _ = np.argwhere(bad)[0]
-        raise ValueError(f"non-finite hidden state at layer {layer} for prompt {row}: {prompts[row][:80]!r}")
+            weights = batch["attention_mask"].clone()
+            if bos is not None:
+                weights[batch["input_ids"] == bos] = 0
+            weights = (weights / weights.sum(dim=1, keepdim=True).clamp(min=1)).to(hs[0].dtype)
+            pooled = {
+                "last": torch.stack([h[:, -1, :] for h in hs]),  # (L+1, B, d)
+                "mean": torch.stack([torch.einsum("btd,bt->bd", h, weights) for h in hs]),
+            }
+            for name, t in pooled.items():
+                arr = t.float().cpu().numpy()
+                if name not in out:
+                    out[name] = np.empty((arr.shape[0], len(items), arr.shape[2]), dtype=np.float32)
+                out[name][:, idx, :] = arr
+    for name, arr in out.items():
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            layer, row, _ = np.argwhere(bad)[0]
+            raise ValueError(f"non-finite {name}-pooled hidden state at layer {layer} for prompt {row}: {prompts[row][:80]!r}")
     return out
 
 
-def save_states(path: Path, states: np.ndarray, ids: Sequence[str], meta: dict[str, Any]) -> Path:
+def last_token_hidden_states(
+    model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 8, progress: bool = False, desc: str = ""
+) -> np.ndarray:
+    """Hidden state of the last prompt token at every layer (see :func:`prompt_hidden_states`).
+
+    Returns:
+        np.ndarray: float32, shape ``(n_layers + 1, n_examples, hidden_size)``, rows in input order.
+    """
+    return prompt_hidden_states(model, tokenizer, prompts, batch_size=batch_size, progress=progress, desc=desc)["last"]
+
+
+def save_states(path: Path, states: np.ndarray | dict[str, np.ndarray], ids: Sequence[str], meta: dict[str, Any]) -> Path:
     """Write hidden states atomically as safetensors.
 
     Args:
         path: target ``.safetensors`` file.
-        states: float32 ``(n_layers + 1, n_examples, hidden_size)``.
+        states: float32 ``(n_layers + 1, n_examples, hidden_size)``, or a dict pooling name ->
+            such an array (see :func:`prompt_hidden_states`); a bare array is stored as ``"last"``.
         ids: example ids, one per row.
         meta: JSON-serialisable description (model, adapter, task, ...).
+
+    Raises:
+        ValueError: the number of ids differs from the number of rows.
     """
     from safetensors.numpy import save_file
 
-    if states.shape[1] != len(ids):
-        raise ValueError(f"{len(ids)} ids for {states.shape[1]} rows of hidden states")
+    tensors = states if isinstance(states, dict) else {"last": states}
+    for name, arr in tensors.items():
+        if arr.shape[1] != len(ids):
+            raise ValueError(f"{len(ids)} ids for {arr.shape[1]} rows of {name} hidden states")
     with atomic_path(path) as tmp:
         save_file(
-            {"hidden_states": np.ascontiguousarray(states, dtype=np.float32)},
+            {name: np.ascontiguousarray(arr, dtype=np.float32) for name, arr in tensors.items()},
             str(tmp),
             metadata={"ids": json.dumps(list(ids)), "meta": json.dumps(meta)},
         )
     return path
 
 
-def load_states(path: Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+def load_states(path: Path, pooling: str = "last") -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """Read hidden states written by :func:`save_states`.
+
+    Args:
+        path: the ``.safetensors`` file.
+        pooling: ``"last"`` or ``"mean"`` (see :data:`POOLINGS`).
 
     Returns:
         (states float32 ``(n_layers + 1, n_examples, hidden_size)``, ids, meta)
+
+    Raises:
+        KeyError: the file holds no states of that pooling (the message lists those it holds).
     """
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as f:
         md = f.metadata()
-        states = f.get_tensor("hidden_states")
+        if pooling not in f.keys():
+            raise KeyError(f"{path} holds no {pooling!r}-pooled states; it holds {sorted(f.keys())}")
+        states = f.get_tensor(pooling)
     return states, json.loads(md["ids"]), json.loads(md["meta"])

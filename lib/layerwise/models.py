@@ -36,6 +36,7 @@ __all__ = [
     "load_tokenizer",
     "model_fingerprint",
     "select_device",
+    "load_random_init",
 ]
 
 
@@ -394,4 +395,24 @@ def load_model(name: str, *, device: str = "auto"):
     hf_logging.disable_progress_bar()
     dev = select_device(device)
     model = AutoModelForCausalLM.from_pretrained(str(resolve_model(name)), dtype=torch_dtype_for(dev))
+    return model.to(dev).eval()
+
+
+def load_random_init(name: str, *, device: str = "auto", seed: int = 0):
+    """The base model's architecture with freshly initialised (untrained) weights: a baseline.
+
+    Same config (layers, widths, vocabulary) as ``name``, weights drawn by the architecture's own
+    initialiser with ``torch.manual_seed(seed)``. CKA between this model and a control shows what
+    the architecture and the input tokens alone give, with no learned representations.
+
+    Returns:
+        transformers.PreTrainedModel in eval mode on ``device``.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dev = select_device(device)
+    config = AutoConfig.from_pretrained(str(resolve_model(name)))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype_for(dev))
     return model.to(dev).eval()

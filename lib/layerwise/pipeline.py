@@ -1,16 +1,19 @@
-"""The MOSSA run: task data -> LoRA adapters -> hidden states -> CKA table, each stage cached.
+"""The MOSSA run: task data -> LoRA adapters -> hidden states -> similarity tables, each stage cached.
 
 :class:`Run` is what notebooks and the CLI use. Every stage computes what is missing and reuses
 what is on disk (keyed by content), so the notebooks can call the stages freely and a second
-``make book`` only reads. The three kinds of model of the paper's design (``paper.md`` §2):
+``make book`` only reads. The models of the paper's design (``paper.md`` §2, §8):
 
 * **PT** - the pre-trained base model, no adapter;
-* **SFT** - the base plus one LoRA adapter trained on the training splits of *all* tasks (the
-  multi-task instruction-tuned, "experimental" model);
-* **control** - for each task ``t``, the base plus a LoRA adapter trained on task ``t`` alone.
+* **SFT** - the experimental model: the base plus one LoRA adapter trained on the training splits
+  of *all* tasks (multi-task instruction tuning), or an off-the-shelf instruction-tuned checkpoint
+  named by ``experimental_model``;
+* **held-out SFT** - the same recipe without the spec's ``heldout_tasks`` (the paper's RQ3);
+* **control** - for each task ``t``, the base plus a LoRA adapter trained on task ``t`` alone;
+* **random-init** - the base architecture with untrained weights (a baseline).
 
-For every task, hidden states of all three on the task's test prompts (same prompts, same order)
-give CKA(PT, control_t) and CKA(SFT, control_t) per layer.
+For every task, the hidden states of each model on the task's test prompts (same prompts, same
+order) are compared with those of the task's control, layer by layer.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,43 @@ import pandas as pd
 from .cache import atomic_path, atomic_write_json, content_key
 from .spec import RunSpec, load_spec
 
-__all__ = ["Run", "COMPARISONS", "MODEL_ROLES"]
+__all__ = ["Run", "ModelSlot", "ROLES", "comparison_name", "NULL_PREFIX"]
 
 #: Model roles, in the order the book shows them.
-MODEL_ROLES = ("PT", "SFT", "control")
-#: The paper's two comparisons (experimental model vs the task's control).
-COMPARISONS = {"PT vs control": ("PT", "control"), "SFT vs control": ("SFT", "control")}
+ROLES = ("PT", "SFT", "held-out SFT", "random-init", "control")
+#: Prefix of the shuffled-row null comparisons ("shuffled SFT vs control", ...).
+NULL_PREFIX = "shuffled "
+
+
+def comparison_name(role: str) -> str:
+    """Name of the comparison of a model role with the task's control, e.g. ``"PT vs control"``."""
+    return f"{role} vs control"
+
+
+@dataclass(frozen=True)
+class ModelSlot:
+    """One model of the run and the tasks it is run on.
+
+    Attributes:
+        role: one of :data:`ROLES`.
+        model: model string to load (the base model, or ``experimental_model``).
+        key: content key of the weights (base fingerprint or adapter key).
+        adapter: LoRA adapter directory, or None.
+        random_init: load the architecture with untrained weights.
+        tasks: tasks whose test prompts this model is run on.
+    """
+
+    role: str
+    model: str
+    key: str
+    adapter: Path | None
+    random_init: bool
+    tasks: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """Folder name of this model's cached outputs."""
+        return f"{self.role.replace(' ', '_')}-{self.key}"
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> Path:
@@ -47,10 +82,12 @@ class Run:
 
     Output layout under ``spec.output_path``::
 
-        adapters/<sft|control-TASK>-<key>/      LoRA adapters (safetensors) + training logs
-        hidden_states/<role>-<key>/<task>-<key>.safetensors
-        tables/*.parquet                         tidy result tables the notebooks read
-        run.json                                 the spec as run
+        adapters/<sft|sft-heldout|control-TASK>-<key>/   LoRA adapters (safetensors) + training logs
+        hidden_states/<role>-<key>/<task>-<key>.safetensors   last-token and mean-pooled states
+        grams/<role>-<key>-<pooling>/<task>-<key>.safetensors centred Gram matrices per layer
+        evaluation/<role>-<key>/<task>-<key>.json           response loss on the evaluation examples
+        tables/*.parquet                                     tidy result tables the notebooks read
+        run.json                                             the spec as run
     """
 
     def __init__(self, spec: RunSpec, *, verbose: bool = True):
@@ -90,6 +127,12 @@ class Run:
             for t in self.spec.tasks
         }
 
+    def cluster_of(self, task: str) -> str:
+        """Flan 2021 cluster id of a task."""
+        from .tasks import get_task
+
+        return get_task(task).cluster
+
     def task_table(self) -> pd.DataFrame:
         """One row per task: cluster, kind, provenance, split sizes, mean prompt length (characters)."""
         from .tasks import CLUSTERS, get_task
@@ -107,6 +150,7 @@ class Run:
                     "source": info.source,
                     "origin_split": info.origin_split,
                     "licence": info.licence,
+                    "held_out": name in self.spec.heldout_tasks,
                     "n_train": len(dd["train"]),
                     "n_test": len(dd["test"]),
                     "prompt_chars_mean": float(np.mean([len(p) for p in dd["test"]["prompt"]])),
@@ -115,34 +159,49 @@ class Run:
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------- adapters
-    def _adapters_dir(self) -> Path:
-        return self.out / "adapters"
+    def _mixture(self, exclude: tuple[str, ...] = ()) -> tuple[list[str], list[str], list[str]]:
+        """Training examples of the multi-task mixture (prompts, targets, ids), capped per cluster."""
+        cap = self.spec.data.max_train_per_cluster
+        by_cluster: dict[str, int] = {}
+        prompts: list[str] = []
+        targets: list[str] = []
+        ids: list[str] = []
+        for name, dd in self.tasks.items():
+            if name in exclude:
+                continue
+            tr = dd["train"]
+            n = len(tr)
+            if cap:
+                cluster = self.cluster_of(name)
+                n = max(0, min(n, cap - by_cluster.get(cluster, 0)))
+                by_cluster[cluster] = by_cluster.get(cluster, 0) + n
+            prompts += list(tr["prompt"])[:n]
+            targets += list(tr["target"])[:n]
+            ids += list(tr["id"])[:n]
+        return prompts, targets, ids
 
     def train(self, progress: bool = True) -> dict[str, Any]:
-        """Train or reuse the multi-task SFT adapter and one control adapter per task.
+        """Train or reuse the multi-task SFT adapter(s) and one control adapter per task.
 
         Returns:
-            dict: ``"sft"`` and ``"control-<task>"`` -> :class:`layerwise.training.AdapterResult`.
+            dict: ``"sft"``, ``"sft-heldout"`` (if the spec holds out tasks) and
+            ``"control-<task>"`` -> :class:`layerwise.training.AdapterResult`.
         """
         from .training import train_adapter
 
-        results: dict[str, Any] = {}
-        jobs: list[tuple[str, list[str], list[str], list[str]]] = []
-        p_all: list[str] = []
-        t_all: list[str] = []
-        i_all: list[str] = []
+        jobs: list[tuple[str, tuple[list[str], list[str], list[str]]]] = []
+        if not self.spec.experimental_model:
+            jobs.append(("sft", self._mixture()))
+        if self.spec.heldout_tasks:
+            jobs.append(("sft-heldout", self._mixture(exclude=self.spec.heldout_tasks)))
         for name, dd in self.tasks.items():
             tr = dd["train"]
-            p, t, i = list(tr["prompt"]), list(tr["target"]), list(tr["id"])
-            jobs.append((f"control-{name}", p, t, i))
-            p_all += p
-            t_all += t
-            i_all += i
-        jobs.insert(0, ("sft", p_all, t_all, i_all))
-        for name, p, t, i in jobs:
+            jobs.append((f"control-{name}", (list(tr["prompt"]), list(tr["target"]), list(tr["id"]))))
+        results: dict[str, Any] = {}
+        for name, (p, t, i) in jobs:
             t0 = time.perf_counter()
             res = train_adapter(name=name, base_model=self.spec.base_model, prompts=p, targets=t, example_ids=i,
-                                spec=self.spec.training, adapters_dir=self._adapters_dir(),
+                                spec=self.spec.training, adapters_dir=self.out / "adapters",
                                 progress=progress and self.verbose)
             status = "reused" if res.reused else f"trained in {time.perf_counter() - t0:.0f} s"
             self.log(f"adapter {name}: {status} ({len(p)} examples)")
@@ -159,8 +218,8 @@ class Run:
         """Tidy training log: ``adapter, role, task, step, epoch, loss, learning_rate``."""
         rows = []
         for name, res in self.adapters.items():
-            role = "SFT" if name == "sft" else "control"
-            task = None if name == "sft" else name.removeprefix("control-")
+            role = {"sft": "SFT", "sft-heldout": "held-out SFT"}.get(name, "control")
+            task = name.removeprefix("control-") if role == "control" else None
             for rec in res.log:
                 rows.append({"adapter": name, "role": role, "task": task, **rec})
         return pd.DataFrame(rows)
@@ -171,129 +230,239 @@ class Run:
 
         return pd.DataFrame([adapter_summary(r) for r in self.adapters.values()])
 
-    # ----------------------------------------------------- model passes
-    def _model_plan(self) -> list[tuple[str, str, Path | None, list[str]]]:
-        """(role, model key, adapter path, tasks) for every model that must be run."""
+    # ------------------------------------------------------------- models
+    @cached_property
+    def slots(self) -> list[ModelSlot]:
+        """Every model of the run (see :class:`ModelSlot`), in :data:`ROLES` order."""
         from .models import model_fingerprint
 
-        base_key = content_key(model_fingerprint(self.spec.base_model))
-        plan: list[tuple[str, str, Path | None, list[str]]] = [
-            ("PT", base_key, None, list(self.spec.tasks)),
-            ("SFT", self.adapters["sft"].key, self.adapters["sft"].path, list(self.spec.tasks)),
-        ]
-        for t in self.spec.tasks:
+        spec = self.spec
+        tasks = tuple(spec.tasks)
+        base_key = content_key(model_fingerprint(spec.base_model))
+        out = [ModelSlot("PT", spec.base_model, base_key, None, False, tasks)]
+        if spec.experimental_model:
+            key = content_key(model_fingerprint(spec.experimental_model))
+            out.append(ModelSlot("SFT", spec.experimental_model, key, None, False, tasks))
+        else:
+            res = self.adapters["sft"]
+            out.append(ModelSlot("SFT", spec.base_model, res.key, res.path, False, tasks))
+        if spec.heldout_tasks:
+            res = self.adapters["sft-heldout"]
+            out.append(ModelSlot("held-out SFT", spec.base_model, res.key, res.path, False, tasks))
+        if "random_init" in spec.baselines:
+            out.append(ModelSlot("random-init", spec.base_model, content_key([base_key, "random-init", 0]), None, True, tasks))
+        for t in tasks:
             res = self.adapters[f"control-{t}"]
-            plan.append(("control", res.key, res.path, [t]))
-        return plan
+            out.append(ModelSlot("control", spec.base_model, res.key, res.path, False, (t,)))
+        return out
+
+    def slot(self, role: str, task: str) -> ModelSlot:
+        """The model of ``role`` that is run on ``task`` (for ``control``: that task's control).
+
+        Raises:
+            KeyError: unknown role or task, or a role this run does not have (lists the valid ones).
+        """
+        if task not in self.spec.tasks:
+            raise KeyError(f"task {task!r} is not in this run; its tasks: {list(self.spec.tasks)}")
+        for s in self.slots:
+            if s.role == role and task in s.tasks:
+                return s
+        raise KeyError(f"this run has no model of role {role!r}; its roles: {self.roles}")
+
+    @property
+    def roles(self) -> list[str]:
+        """Roles present in this run, in :data:`ROLES` order."""
+        have = {s.role for s in self.slots}
+        return [r for r in ROLES if r in have]
 
     def _test_key(self, task: str) -> str:
         te = self.tasks[task]["test"]
         return content_key([list(te["id"]), list(te["prompt"]), list(te["target"])])
 
-    def _states_path(self, role: str, model_key: str, task: str) -> Path:
-        return self.out / "hidden_states" / f"{role}-{model_key}" / f"{task}-{self._test_key(task)}.safetensors"
+    def _states_path(self, slot: ModelSlot, task: str) -> Path:
+        return self.out / "hidden_states" / slot.label / f"{task}-{self._test_key(task)}.safetensors"
 
-    def _loss_path(self, role: str, model_key: str, task: str) -> Path:
-        return self.out / "response_loss" / f"{role}-{model_key}" / f"{task}-{self._test_key(task)}.json"
+    def _loss_path(self, slot: ModelSlot, task: str) -> Path:
+        key = content_key([self._test_key(task), self.spec.data.n_eval])
+        return self.out / "evaluation" / slot.label / f"{task}-{key}.json"
+
+    def _load(self, slot: ModelSlot):
+        from .models import load_random_init, load_tokenizer
+        from .training import load_adapter_model
+
+        device = self.spec.extraction.device
+        if slot.random_init:
+            model = load_random_init(slot.model, device=device)
+        else:
+            model = load_adapter_model(slot.model, slot.adapter, device=device)
+        return model, load_tokenizer(slot.model)
 
     def run_models(self, progress: bool = True) -> None:
-        """For every model (PT, SFT, each control) compute what is missing on its tasks' test splits:
-        last-token hidden states and per-example response loss. Each model is loaded once."""
-        from .extraction import last_token_hidden_states, save_states
-        from .models import load_tokenizer
-        from .training import load_adapter_model, response_token_loss
+        """For every model compute what is missing on its tasks: hidden states on the test prompts
+        (last token and mean pooled) and the response loss on the first ``data.n_eval`` test
+        examples. Each model is loaded once."""
+        from .extraction import prompt_hidden_states, save_states
+        from .training import response_token_loss
 
-        tokenizer = load_tokenizer(self.spec.base_model)
-        for role, key, adapter, tasks in self._model_plan():
-            todo = [t for t in tasks if not (self._states_path(role, key, t).is_file() and self._loss_path(role, key, t).is_file())]
+        n_eval = self.spec.data.n_eval
+        for slot in self.slots:
+            todo = [t for t in slot.tasks if not (self._states_path(slot, t).is_file() and self._loss_path(slot, t).is_file())]
             if not todo:
                 continue
             t0 = time.perf_counter()
-            model = load_adapter_model(self.spec.base_model, adapter, device=self.spec.extraction.device)
+            model, tokenizer = self._load(slot)
             for task in todo:
                 te = self.tasks[task]["test"]
                 prompts, targets, ids = list(te["prompt"]), list(te["target"]), list(te["id"])
-                sp = self._states_path(role, key, task)
+                sp = self._states_path(slot, task)
                 if not sp.is_file():
-                    states = last_token_hidden_states(model, tokenizer, prompts, batch_size=self.spec.extraction.batch_size,
-                                                      progress=progress and self.verbose, desc=f"{role} {task}")
-                    save_states(sp, states, ids, {"role": role, "model_key": key, "task": task,
-                                                  "base_model": self.spec.base_model,
-                                                  "adapter": str(adapter) if adapter else None})
-                lp = self._loss_path(role, key, task)
+                    states = prompt_hidden_states(model, tokenizer, prompts, batch_size=self.spec.extraction.batch_size,
+                                                  progress=progress and self.verbose, desc=f"{slot.role} {task}")
+                    save_states(sp, states, ids, {"role": slot.role, "model": slot.model, "model_key": slot.key,
+                                                  "task": task, "adapter": str(slot.adapter) if slot.adapter else None,
+                                                  "random_init": slot.random_init})
+                lp = self._loss_path(slot, task)
                 if not lp.is_file():
-                    losses = response_token_loss(model, tokenizer, prompts, targets,
+                    losses = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval],
                                                  batch_size=self.spec.extraction.batch_size)
-                    atomic_write_json(lp, {"ids": ids, "loss": losses})
-            self.log(f"{role:7s} {','.join(todo)}: states + loss in {time.perf_counter() - t0:.0f} s")
+                    atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses})
+            self.log(f"{slot.role:12s} {','.join(todo)}: states + loss in {time.perf_counter() - t0:.0f} s")
             del model
 
-    def states(self, role: str, task: str) -> np.ndarray:
-        """Hidden states ``(n_layers + 1, n_test, hidden_size)`` float32 of a model role on a task."""
+    def states(self, role: str, task: str, pooling: str = "last") -> np.ndarray:
+        """Hidden states ``(n_layers + 1, n_test, hidden_size)`` float32 of a model role on a task.
+
+        Args:
+            role: one of :attr:`roles`.
+            task: a task of the run.
+            pooling: ``"last"`` (last prompt token) or ``"mean"`` (mean over prompt tokens).
+
+        Raises:
+            KeyError: unknown role, task or pooling.
+            RuntimeError: the cached states belong to other examples (a corrupted cache).
+        """
         from .extraction import load_states
 
-        if role not in MODEL_ROLES:
-            raise KeyError(f"unknown model role {role!r}; valid: {MODEL_ROLES}")
-        if task not in self.spec.tasks:
-            raise KeyError(f"task {task!r} is not in this run; its tasks: {list(self.spec.tasks)}")
-        key = {r: k for r, k, _, ts in self._model_plan() if task in ts}[role]
-        path = self._states_path(role, key, task)
+        slot = self.slot(role, task)
+        path = self._states_path(slot, task)
         if not path.is_file():
             self.run_models()
-        states, ids, _ = load_states(path)
-        expected = list(self.tasks[task]["test"]["id"])
-        if ids != expected:
+        states, ids, _ = load_states(path, pooling)
+        if ids != list(self.tasks[task]["test"]["id"]):
             raise RuntimeError(f"hidden states in {path} are for other examples than the test split of {task}")
         return states
 
+    # -------------------------------------------------------------- grams
+    @cached_property
+    def grams(self):
+        """:class:`layerwise.similarity.GramCache` of this run (``<output>/grams``)."""
+        from .similarity import GramCache
+
+        return GramCache(self.out / "grams", max_in_memory=8)
+
+    def gram_stack(self, role: str, task: str, pooling: str = "last") -> tuple[str, str]:
+        """Make sure the centred Grams of (role, task, pooling) for layers 1..L are cached.
+
+        Returns:
+            (model name, task name) under which :attr:`grams` holds them.
+        """
+        slot = self.slot(role, task)
+        name, tkey = f"{slot.label}-{pooling}", f"{task}-{self._test_key(task)}"
+        self.grams.get_or_compute(name, tkey, lambda: self.states(role, task, pooling)[1:],
+                                  metadata={"role": role, "task": task, "pooling": pooling})
+        return name, tkey
+
+    def measure_names(self) -> list[str]:
+        """The spec's measures (``all`` = every measure with a Gram form)."""
+        from .similarity import MEASURES
+
+        names = sorted(n for n, m in MEASURES.items() if m.uses_grams) if "all" in self.spec.measures else list(self.spec.measures)
+        return ["linear_cka"] + [n for n in names if n != "linear_cka"]  # the paper's measure always
+
     # -------------------------------------------------------------- tables
     def response_loss(self) -> pd.DataFrame:
-        """Mean response-token NLL per (task, model role) on the task's test split.
+        """Mean response-token NLL per (task, model role) on the first ``n_eval`` test examples.
 
-        Columns: ``task, cluster, role, loss`` (nats per token), ``n``. The control's row answers
-        whether the control learned its task (it should beat PT on its own task).
+        Columns: ``task, cluster, role, loss`` (nats per token), ``n``. A control should beat PT on
+        its own task; if it does not, its CKA comparisons say little.
         """
-        from .tasks import get_task
-
         self.run_models()
         rows = []
-        for role, key, _, tasks in self._model_plan():
-            for task in tasks:
-                data = json.loads(self._loss_path(role, key, task).read_text())
-                rows.append({"task": task, "cluster": get_task(task).cluster, "role": role,
+        for slot in self.slots:
+            for task in slot.tasks:
+                data = json.loads(self._loss_path(slot, task).read_text())
+                rows.append({"task": task, "cluster": self.cluster_of(task), "role": slot.role,
                              "loss": float(np.mean(data["loss"])), "n": len(data["loss"])})
         return pd.DataFrame(rows)
 
-    def cka(self) -> pd.DataFrame:
-        """Linear CKA per task, layer and comparison: the tidy table every analysis reads.
+    def similarity(self, *, n_null: int = 20) -> pd.DataFrame:
+        """Similarity of every model with each task's control, per layer, measure and pooling.
 
-        Columns: ``task, cluster, layer`` (1 = first block ... L = last block after the final norm;
-        layer 0, the embedding of the last prompt token, is left out as in the paper: it is the same
-        vector for every prompt that ends in the same answer-cue token, and the same in all models),
-        ``comparison`` (``"PT vs control"`` / ``"SFT vs control"``), ``measure``, ``value``,
-        ``n_examples``. Cached in ``tables/cka-<key>.parquet``.
+        Comparisons: ``"<role> vs control"`` for every role of the run but ``control``, and - if
+        the spec asks for the ``shuffled`` baseline - ``"shuffled <role> vs control"`` for PT and SFT:
+        the mean over ``n_null`` random row permutations (the value the estimator gives when the
+        examples are not paired at all). Mean-pooled states are compared for PT and SFT with the
+        linear measures only (a robustness check).
+
+        Returns:
+            DataFrame with columns ``task, cluster, layer`` (1 = first block ... L = after the final
+            norm; layer 0, the embedding of the last prompt token, is left out as in the paper: it
+            is the same vector for every prompt that ends in the same answer-cue token),
+            ``comparison, measure, pooling, value, n_examples``. Cached in
+            ``tables/similarity-<key>.parquet``.
         """
-        from .similarity import cka_by_layer
-        from .tasks import get_task
+        from .similarity import get_measure
 
         self.run_models()
-        plan = self._model_plan()
-        key = content_key([(r, k, ts) for r, k, _, ts in plan] + [self._test_key(t) for t in self.spec.tasks])
-        path = self.out / "tables" / f"cka-{key}.parquet"
+        measures = self.measure_names()
+        key = content_key([[(s.role, s.key, s.tasks) for s in self.slots], [self._test_key(t) for t in self.spec.tasks],
+                           measures, list(self.spec.baselines), n_null, 2])
+        path = self.out / "tables" / f"similarity-{key}.parquet"
         if path.is_file():
             return pd.read_parquet(path)
-        rows = []
+        t0 = time.perf_counter()
+        others = [r for r in self.roles if r != "control"]
+        linear = [m for m in measures if m in ("linear_cka", "debiased_cka")]
+        rng = np.random.default_rng(self.spec.data.seed)
+        rows: list[dict[str, Any]] = []
         for task in self.spec.tasks:
-            control = self.states("control", task)
-            for label, (role, _) in COMPARISONS.items():
-                values = cka_by_layer(self.states(role, task)[1:], control[1:], measure="linear_cka")
-                for layer, v in enumerate(values, start=1):
-                    rows.append({"task": task, "cluster": get_task(task).cluster, "layer": layer,
-                                 "comparison": label, "measure": "linear_cka", "value": float(v),
-                                 "n_examples": control.shape[1]})
+            cluster = self.cluster_of(task)
+            for pooling, roles, ms in (("last", others, measures), ("mean", [r for r in ("PT", "SFT") if r in others], linear)):
+                cm, ct = self.gram_stack("control", task, pooling)
+                GC = self.grams.get(cm, ct)
+                n = GC.shape[1]
+                for role in roles:
+                    rm, rt = self.gram_stack(role, task, pooling)
+                    for mname in ms:
+                        values = self.grams.compare(rm, cm, rt, measure=mname)
+                        rows += [{"task": task, "cluster": cluster, "layer": i + 1, "comparison": comparison_name(role),
+                                  "measure": mname, "pooling": pooling, "value": float(v), "n_examples": n}
+                                 for i, v in enumerate(values)]
+                    if pooling == "last" and "shuffled" in self.spec.baselines and role in ("PT", "SFT"):
+                        GR = self.grams.get(rm, rt)
+                        perms = [rng.permutation(n) for _ in range(n_null)]
+                        for mname in linear:
+                            m = get_measure(mname)
+                            for layer in range(GR.shape[0]):
+                                vals = [m.from_grams(GR[layer][np.ix_(p, p)], GC[layer]) for p in perms]
+                                rows.append({"task": task, "cluster": cluster, "layer": layer + 1,
+                                             "comparison": NULL_PREFIX + comparison_name(role), "measure": mname,
+                                             "pooling": pooling, "value": float(np.mean(vals)), "n_examples": n})
         df = pd.DataFrame(rows)
         _write_parquet(df, path)
+        self.log(f"similarity table: {len(df)} rows in {time.perf_counter() - t0:.0f} s")
         return df
+
+    def cka(self) -> pd.DataFrame:
+        """Linear CKA of PT and SFT (and held-out SFT) with each task's control: the paper's table.
+
+        The subset of :meth:`similarity` with ``measure == "linear_cka"``, last-token pooling and
+        no baselines; columns ``task, cluster, layer, comparison, measure, value, n_examples``.
+        """
+        df = self.similarity()
+        keep = [comparison_name(r) for r in ("PT", "SFT", "held-out SFT")]
+        sub = df[(df["measure"] == "linear_cka") & (df["pooling"] == "last") & df["comparison"].isin(keep)]
+        return sub.drop(columns="pooling").reset_index(drop=True)
 
     @property
     def n_layers(self) -> int:

@@ -51,6 +51,10 @@ class DataSpec:
         max_input_chars: the task input (document, passage, data record) is cut to this many
             characters; the instruction and the answer cue at the end of the prompt are never cut.
         templates: ``"all"`` (template per example chosen from the seed) or ``"first"``.
+        n_eval: test examples per task used for the task-level evaluation and the response loss
+            (the first ``n_eval`` of the test split; generation is the expensive part).
+        max_train_per_cluster: cap on training examples per task cluster in the multi-task SFT
+            mixture (the paper: 50,000); 0 = no cap.
     """
 
     n_train: int = 64
@@ -58,10 +62,16 @@ class DataSpec:
     seed: int = 0
     max_input_chars: int = 1200
     templates: str = "all"
+    n_eval: int = 32
+    max_train_per_cluster: int = 0
 
     def validate(self) -> None:
-        _positive(self, "n_train", "n_test", "max_input_chars")
+        _positive(self, "n_train", "n_test", "max_input_chars", "n_eval")
+        if self.n_eval > self.n_test:
+            raise SpecError(f"data.n_eval = {self.n_eval} exceeds data.n_test = {self.n_test}: evaluation uses test examples")
         _choice("data.templates", self.templates, ("all", "first"))
+        if self.max_train_per_cluster < 0:
+            raise SpecError(f"data.max_train_per_cluster must be >= 0 (0 = no cap), got {self.max_train_per_cluster}")
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,17 @@ class RunSpec:
         data, training, extraction: sub-specs (see their classes).
         threads: torch CPU threads (0 = leave torch's default).
         description: free text for the book's front page.
+        preset: ``cpu`` (small CPU budget) or ``paper`` (the paper's recipe, ``paper.md`` §4); a
+            preset fills the ``data`` and ``training`` settings the spec does not set itself.
+        heldout_tasks: tasks left out of a second multi-task model ("held-out SFT") for the
+            unseen-task analysis (the paper's RQ3); must be in ``tasks``; empty = no such model.
+        experimental_model: optional model string of an off-the-shelf instruction-tuned checkpoint
+            used as the experimental model instead of training the SFT adapter (e.g. compare
+            ``X-Instruct`` with ``X`` against the controls); empty = train the SFT adapter.
+        baselines: extra reference models: ``random_init`` (same architecture, untrained weights)
+            and ``shuffled`` (rows of the experimental model's states permuted: the null).
+        measures: similarity measures computed for the result table (names from
+            ``layerwise.similarity.MEASURES``), or ``[all]`` for every measure with a Gram form.
     """
 
     name: str = "default"
@@ -154,6 +175,11 @@ class RunSpec:
     extraction: ExtractionSpec = field(default_factory=ExtractionSpec)
     threads: int = 0
     description: str = ""
+    preset: str = "cpu"
+    heldout_tasks: tuple[str, ...] = ()
+    experimental_model: str = ""
+    baselines: tuple[str, ...] = ("random_init", "shuffled")
+    measures: tuple[str, ...] = ("linear_cka", "debiased_cka")
 
     def validate(self) -> None:
         if not self.tasks:
@@ -168,6 +194,21 @@ class RunSpec:
             raise SpecError(f"unknown task(s) {unknown}; valid tasks: {', '.join(sorted(TASKS))}")
         if self.threads < 0:
             raise SpecError(f"threads must be >= 0, got {self.threads}")
+        _choice("preset", self.preset, tuple(PRESETS))
+        stray = [t for t in self.heldout_tasks if t not in self.tasks]
+        if stray:
+            raise SpecError(f"heldout_tasks {stray} are not in the spec's tasks {list(self.tasks)}")
+        if self.heldout_tasks and len(self.heldout_tasks) == len(self.tasks):
+            raise SpecError("heldout_tasks holds out every task: the held-out SFT model would have no training data")
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad:
+            raise SpecError(f"unknown baseline(s) {bad}; valid: {list(BASELINES)}")
+        from .similarity import measure_names
+
+        valid_measures = measure_names()
+        bad = [m for m in self.measures if m != "all" and m not in valid_measures]
+        if bad:
+            raise SpecError(f"unknown measure(s) {bad}; valid: {valid_measures + ['all']}")
         self.data.validate()
         self.training.validate()
         self.extraction.validate()
@@ -185,6 +226,32 @@ class RunSpec:
     def key(self) -> str:
         """Content key of the whole spec."""
         return content_key(self.to_dict())
+
+
+#: Extra reference models a run can add next to PT and SFT.
+BASELINES = ("random_init", "shuffled")
+
+#: Named recipes. A preset fills the ``data`` / ``training`` keys a spec does not set itself.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # Small CPU budget: the paper's LoRA shape, a higher learning rate for few steps.
+    "cpu": {"data": {}, "training": {}},
+    # The paper's recipe (paper.md section 4, read from the authors' LLaMA-Factory configuration).
+    "paper": {
+        "data": {"n_test": 10_000, "max_train_per_cluster": 50_000, "max_input_chars": 100_000},
+        "training": {
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "lora_dropout": 0.0,
+            "target_modules": ["q_proj", "v_proj"],
+            "learning_rate": 5e-5,
+            "epochs": 3,
+            "batch_size": 4,
+            "grad_accum": 4,
+            "max_length": 1024,
+            "seed": 42,
+        },
+    },
+}
 
 
 def _plain(obj: Any) -> Any:
@@ -287,6 +354,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     return out
 
 
+def _apply_preset(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``data``/``training`` keys the spec leaves unset from its ``preset`` (default ``cpu``)."""
+    name = data.get("preset", "cpu")
+    if name not in PRESETS:
+        raise SpecError(f"preset = {name!r} is not valid; choose one of {list(PRESETS)}")
+    out = dict(data)
+    for section, defaults in PRESETS[name].items():
+        given = out.get(section) or {}
+        if not isinstance(given, dict):
+            raise SpecError(f"{section} must be a mapping of settings, got {given!r}")
+        out[section] = {**defaults, **given}
+    return out
+
+
 def load_spec(path: str | os.PathLike[str] | None = None, overrides: Any = ()) -> RunSpec:
     """Read, override and validate a run spec.
 
@@ -316,6 +397,7 @@ def load_spec(path: str | os.PathLike[str] | None = None, overrides: Any = ()) -
     if env_model:
         data = apply_overrides(data, {"base_model": env_model})
     data = apply_overrides(data, overrides or ())
+    data = _apply_preset(data)
     spec = _build(RunSpec, data)
     spec.validate()
     return spec

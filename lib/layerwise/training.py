@@ -70,23 +70,58 @@ def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], re
     return content_key({"base": base_fingerprint, "ids": list(example_ids), "recipe": recipe, "prompts": prompt_key})
 
 
+#: The paper's LoRA targets (query and value projections) under each architecture's module names,
+#: used when a spec says ``target_modules: [auto]``.
+QV_MODULES: dict[str, tuple[str, ...]] = {
+    "llama": ("q_proj", "v_proj"),
+    "mistral": ("q_proj", "v_proj"),
+    "qwen2": ("q_proj", "v_proj"),
+    "qwen3": ("q_proj", "v_proj"),
+    "gemma": ("q_proj", "v_proj"),
+    "gemma2": ("q_proj", "v_proj"),
+    "gemma3": ("q_proj", "v_proj"),
+    "gemma3_text": ("q_proj", "v_proj"),
+    "phi3": ("qkv_proj",),
+    "gpt2": ("c_attn",),
+    "gpt_neox": ("query_key_value",),
+    "opt": ("q_proj", "v_proj"),
+    "bloom": ("query_key_value",),
+}
+
+
 def resolve_target_modules(model: Any, wanted: Sequence[str]) -> list[str]:
     """Check that every LoRA target module name exists as a linear layer in ``model``.
 
     Args:
-        model: a transformers model.
-        wanted: module name suffixes such as ``("q_proj", "v_proj")``.
+        model: a transformers model (weights may be on the ``meta`` device).
+        wanted: module name suffixes such as ``("q_proj", "v_proj")``, or ``("auto",)`` for the
+            architecture's query/value projections (:data:`QV_MODULES`).
 
     Returns:
-        list[str]: ``wanted`` as a list.
+        list[str]: the module names.
 
     Raises:
-        ValueError: a name matches no ``torch.nn.Linear`` module; the message lists the linear
-            module names the architecture has.
+        ValueError: a name matches no linear module, or ``auto`` is asked for an architecture not
+            in :data:`QV_MODULES`; the message lists the linear module names the model has.
     """
     import torch
 
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    linear_types = (torch.nn.Linear,)
+    try:
+        from transformers.pytorch_utils import Conv1D
+
+        linear_types = (torch.nn.Linear, Conv1D)  # GPT-2 style fused projections
+    except ImportError:
+        pass
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, linear_types)})
+    if list(wanted) == ["auto"]:
+        model_type = getattr(model.config, "model_type", "?")
+        if model_type not in QV_MODULES:
+            raise ValueError(
+                f"no default LoRA targets for architecture {model_type!r} (known: {', '.join(sorted(QV_MODULES))}); "
+                f"set training.target_modules to some of its linear modules: {', '.join(linear)}"
+            )
+        wanted = QV_MODULES[model_type]
     missing = [w for w in wanted if w not in linear]
     if missing:
         raise ValueError(

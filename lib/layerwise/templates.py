@@ -36,6 +36,12 @@ __all__ = [
     "choose_template",
     "n_templates",
     "check_templates",
+    "truncate_middle",
+    "render_given",
+    "CHAT_TEMPLATES",
+    "LLAMA2_DEFAULT_SYSTEM_PROMPT",
+    "wrap_prompt",
+    "check_chat_template",
 ]
 
 #: marks where :func:`truncate_input` cut the input.
@@ -340,3 +346,95 @@ def check_templates(task: str, classification: bool) -> None:
         tail = t[t.rfind("}") + 1 :]
         if not _CUE.search(tail):
             raise ValueError(f"task {task!r} template {i} must end with an answer cue ending in ':', ends with {tail!r}")
+
+
+
+# ------------------------------------------------------------------------------------------ prompts given by the source
+
+
+def truncate_middle(text: str, max_chars: int) -> str:
+    """Shorten a whole prompt written by someone else (Flan 2021 ``inputs``, an alpaca instruction)
+    by cutting its **middle**: the first half of the budget and the last half are kept, joined by
+    `` … ``. The end of such a prompt holds the instruction's end, the options and the answer cue,
+    so it is never cut; the start (usually the instruction or the document's beginning) is kept too.
+
+    Text no longer than ``max_chars`` is returned unchanged. Cuts move to whitespace when that keeps
+    at least half of each part.
+
+    Raises:
+        ValueError: ``max_chars`` < 2.
+    """
+    if max_chars < 2:
+        raise ValueError(f"max_input_chars must be >= 2 for a prompt given by the source, got {max_chars}")
+    text = text.strip()
+    if len(text) <= max_chars:
+        return text
+    head_n = max_chars // 2
+    tail_n = max_chars - head_n
+    head = text[:head_n]
+    space = max(head.rfind(" "), head.rfind("\n"))
+    if space >= head_n // 2:
+        head = head[:space]
+    tail = text[len(text) - tail_n :]
+    space = min((i for i in (tail.find(" "), tail.find("\n")) if i >= 0), default=-1)
+    if 0 <= space <= tail_n // 2:
+        tail = tail[space + 1 :]
+    return head.rstrip() + ELLIPSIS + " " + tail.lstrip()
+
+
+def render_given(instruction: str, input: str = "", *, max_input_chars: int = 1500) -> str:
+    """The prompt of an example whose instruction comes with the data (alpaca files, Flan 2021).
+
+    As in the paper's LLaMA-Factory alpaca format, the user turn is the instruction, a newline,
+    then the input. With an input, only the input is shortened (:func:`truncate_input`, its start
+    kept) and the instruction is kept whole; without one (Flan 2021 ``inputs`` and most processed
+    Flan files put everything in one string) the single text is shortened in the middle
+    (:func:`truncate_middle`), so its end (options, answer cue) always survives.
+    """
+    instruction, input = instruction.strip(), input.strip()
+    if instruction and input:
+        return f"{instruction}\n{truncate_input(input, max_input_chars)}"
+    return truncate_middle(instruction or input, max(2, max_input_chars))
+
+
+# ------------------------------------------------------------------------------------------ chat templates
+
+#: the default system prompt of the Llama-2 chat models (Touvron et al. 2023; Meta's public
+#: ``llama`` reference code), which the paper put in every prompt, base model included.
+LLAMA2_DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while "
+    "being safe. Your answers should not include any harmful, unethical, racist, sexist, toxic, "
+    "dangerous, or illegal content. Please ensure that your responses are socially unbiased and "
+    "positive in nature.\n\n"
+    "If a question does not make any sense, or is not factually coherent, explain why instead of "
+    "answering something not correct. If you don't know the answer to a question, please don't share "
+    "false information."
+)
+
+#: named chat templates: ``{user}`` is replaced by the prompt. None adds a BOS token (``<s>``,
+#: ``<bos>``): the tokenizer adds it. The response follows the wrapped prompt directly.
+CHAT_TEMPLATES: dict[str, str] = {
+    "none": "{user}",
+    # the paper's (LLaMA-Factory ``llama2`` template with the default system prompt), without <s>
+    "llama2": "[INST] <<SYS>>\n" + LLAMA2_DEFAULT_SYSTEM_PROMPT + "\n<</SYS>>\n\n{user} [/INST]",
+    "gemma": "<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n",
+    "chatml": "<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n",
+}
+
+
+def check_chat_template(chat_template: str) -> None:
+    """Raise ``ValueError`` listing the valid names if ``chat_template`` is not one of :data:`CHAT_TEMPLATES`."""
+    if chat_template not in CHAT_TEMPLATES:
+        raise ValueError(f"unknown chat template {chat_template!r}; valid chat templates: {', '.join(CHAT_TEMPLATES)}")
+
+
+def wrap_prompt(prompt: str, chat_template: str = "none") -> str:
+    """Wrap ``prompt`` as the user turn of chat template ``chat_template`` (a key of
+    :data:`CHAT_TEMPLATES`); ``"none"`` returns it unchanged. The result ends where the model's
+    answer starts (``[/INST]``, ``<start_of_turn>model\\n``, ...).
+
+    Raises:
+        ValueError: unknown template (the message lists the valid names).
+    """
+    check_chat_template(chat_template)
+    return CHAT_TEMPLATES[chat_template].replace("{user}", prompt)

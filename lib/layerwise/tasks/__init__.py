@@ -7,7 +7,11 @@ Public API::
 * :data:`CLUSTERS`: the 12 Flan 2021 cluster ids -> display names.
 * :data:`TASKS`: the offline task registry (name -> :class:`TaskInfo` with provenance).
 * :data:`FLAN2021_TASKS`: the paper's 69 Flan 2021 task names by cluster.
-* :func:`load_task`: fetch, build (cached), sample and render one task as a ``DatasetDict``.
+* :func:`load_task`: fetch, build (cached), sample and render one task as a ``DatasetDict``; also
+  ``flan2021:<task>`` (the hub) and ``file:<path>`` (local alpaca files), see
+  :mod:`layerwise.tasks.external`.
+* :func:`check_task_names`: validate names of any of these forms before any work.
+* :func:`cap_per_cluster`: the per-cluster cap of the multi-task mixture (:mod:`layerwise.tasks.sampling`).
 * ``build_<task>(root)``: the per-task builders (see :mod:`layerwise.tasks.builders`).
 """
 
@@ -40,6 +44,8 @@ from layerwise.tasks.builders import (
     build_xsum,
 )
 from layerwise.tasks.loading import POOL_VERSION, TASK_FEATURES, build_suite, load_pool, load_task, pool_path, sample_pool
+from layerwise.tasks.external import check_task_names, external_pools, parse_external, read_task_file
+from layerwise.tasks.sampling import CapPlan, DownsizeWarning, cap_per_cluster
 from layerwise.tasks.registry import CLUSTERS, FLAN2021_TASKS, TASKS, TaskInfo, flan2021_cluster, get_task, task_names
 
 __all__ = [
@@ -60,4 +66,11 @@ __all__ = [
     "load_task",
     "pool_path",
     "sample_pool",
+    "check_task_names",
+    "external_pools",
+    "parse_external",
+    "read_task_file",
+    "cap_per_cluster",
+    "CapPlan",
+    "DownsizeWarning",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import warnings
 from pathlib import Path
 
 import datasets
@@ -12,9 +13,10 @@ import pyarrow.parquet as pq
 
 from layerwise.cache import atomic_path, cache_root, content_key
 from layerwise.sources import fetch_source
-from layerwise.templates import TEMPLATE_MODES, choose_template, render_prompt
+from layerwise.templates import TEMPLATE_MODES, check_chat_template, choose_template, render_given, render_prompt, wrap_prompt
 from layerwise.tasks.builders import POOL_FEATURES, build
 from layerwise.tasks.registry import TASKS, get_task
+from layerwise.tasks.sampling import DownsizeWarning
 
 __all__ = ["build_suite", "load_pool", "load_task", "pool_path", "sample_pool", "POOL_VERSION", "TASK_FEATURES"]
 
@@ -76,6 +78,40 @@ def _check_int(name: str, value, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _check_args(n_train, n_test, seed, max_input_chars, templates, chat_template) -> None:
+    for arg, v, lo in (("n_train", n_train, 0), ("n_test", n_test, 0), ("seed", seed, 0), ("max_input_chars", max_input_chars, 1)):
+        _check_int(arg, v, lo)
+    if templates not in TEMPLATE_MODES:
+        raise ValueError(f"templates must be one of {TEMPLATE_MODES}, got {templates!r}")
+    check_chat_template(chat_template)
+
+
+def _downsize(name: str, have: dict[str, int], n_train: int, n_test: int, allow: bool) -> tuple[int, int]:
+    """Sizes to take: the requested ones, or (``allow``) smaller ones with a reported warning."""
+    if "all" in have:
+        total = have["all"]
+        if n_train + n_test <= total:
+            return n_train, n_test
+        msg = (f"task {name!r} has {total} examples, fewer than the n_train={n_train} + n_test={n_test} "
+               f"= {n_train + n_test} requested")
+        if not allow:
+            raise ValueError(msg + "; request fewer, or allow down-sizing explicitly (allow_downsize=True)")
+        new_test = total * n_test // (n_train + n_test)
+        new = (total - new_test, new_test)
+    else:
+        if n_train <= have["train"] and n_test <= have["test"]:
+            return n_train, n_test
+        msg = (f"task {name!r} has {have['train']} train and {have['test']} test examples, fewer than the "
+               f"n_train={n_train} / n_test={n_test} requested")
+        if not allow:
+            raise ValueError(msg + "; request fewer, or allow down-sizing explicitly (allow_downsize=True)")
+        new = (min(n_train, have["train"]), min(n_test, have["test"]))
+    line = f"{msg}; down-sized to n_train={new[0]}, n_test={new[1]} (allow_downsize=True)"
+    warnings.warn(line, DownsizeWarning, stacklevel=3)
+    print(f"[layerwise.tasks] {line}", file=sys.stderr, flush=True)
+    return new
+
+
 def sample_pool(
     pool: datasets.Dataset,
     name: str,
@@ -85,40 +121,50 @@ def sample_pool(
     seed: int = 0,
     max_input_chars: int = 1500,
     templates: str = "all",
+    chat_template: str = "none",
+    allow_downsize: bool = False,
+    test_pool: datasets.Dataset | None = None,
 ) -> datasets.DatasetDict:
     """Split a pool into disjoint train/test samples and render their prompts (see :func:`load_task`).
 
     Every example gets a rank from a hash of (seed, task, id); test is the first ``n_test`` by
     rank and train the next ``n_train``. So test does not depend on ``n_train``, a larger
-    ``n_test`` extends a smaller one, and the two never share an id.
+    ``n_test`` extends a smaller one, and the two never share an id. With ``test_pool`` (a source
+    that has its own test split), test is the first ``n_test`` of ``test_pool`` by rank and train
+    the first ``n_train`` of ``pool``.
+
+    Registry tasks get the project's templates (:func:`layerwise.templates.render_prompt`);
+    ``flan2021:`` / ``file:`` tasks keep the source's prompt (:func:`layerwise.templates.render_given`,
+    ``template_id`` -1). Then every prompt is wrapped in ``chat_template``
+    (:func:`layerwise.templates.wrap_prompt`).
     """
     info = get_task(name)
-    _check_int("n_train", n_train, 0)
-    _check_int("n_test", n_test, 0)
-    _check_int("seed", seed, 0)
-    _check_int("max_input_chars", max_input_chars, 1)
-    if templates not in TEMPLATE_MODES:
-        raise ValueError(f"templates must be one of {TEMPLATE_MODES}, got {templates!r}")
-    if n_train + n_test > len(pool):
-        raise ValueError(
-            f"task {name!r} has {len(pool)} examples, fewer than the n_train={n_train} + n_test={n_test} "
-            f"= {n_train + n_test} requested"
-        )
-    ids = pool["id"]
-    order = _rank(seed, name, ids)
-    parts = {"test": order[:n_test], "train": order[n_test : n_test + n_train]}
+    _check_args(n_train, n_test, seed, max_input_chars, templates, chat_template)
+    given = name not in TASKS
+    if test_pool is None:
+        n_train, n_test = _downsize(name, {"all": len(pool)}, n_train, n_test, allow_downsize)
+        order = _rank(seed, name, pool["id"])
+        parts = {"test": (pool, order[:n_test]), "train": (pool, order[n_test : n_test + n_train])}
+    else:
+        n_train, n_test = _downsize(name, {"train": len(pool), "test": len(test_pool)}, n_train, n_test, allow_downsize)
+        parts = {
+            "test": (test_pool, _rank(seed, name, test_pool["id"])[:n_test]),
+            "train": (pool, _rank(seed, name, pool["id"])[:n_train]),
+        }
     out = {}
-    for split, idx in parts.items():
+    for split, (src, idx) in parts.items():
         rows = {k: [] for k in TASK_FEATURES}
-        sub = pool.select(idx)
-        for ex in sub:
-            tid = choose_template(name, ex["id"], seed, templates)
+        for ex in src.select(idx):
+            if given:
+                tid = -1
+                prompt = render_given(ex["question"], ex["input"], max_input_chars=max_input_chars)
+            else:
+                tid = choose_template(name, ex["id"], seed, templates)
+                prompt = render_prompt(name, tid, ex["input"], ex["question"], ex["options"], max_input_chars=max_input_chars)
             rows["id"].append(ex["id"])
             rows["task"].append(name)
             rows["cluster"].append(info.cluster)
-            rows["prompt"].append(
-                render_prompt(name, tid, ex["input"], ex["question"], ex["options"], max_input_chars=max_input_chars)
-            )
+            rows["prompt"].append(wrap_prompt(prompt, chat_template))
             rows["target"].append(ex["target"])
             rows["options"].append(list(ex["options"]))
             rows["template_id"].append(tid)
@@ -134,41 +180,61 @@ def load_task(
     seed: int = 0,
     max_input_chars: int = 1500,
     templates: str = "all",
+    chat_template: str = "none",
+    allow_downsize: bool = False,
 ) -> datasets.DatasetDict:
-    """Instruction-formatted train/test samples of one offline task.
+    """Instruction-formatted train/test samples of one task.
 
-    Fetches the task's source if it is not cached (:func:`layerwise.sources.fetch_source`), builds
-    the full example pool once and caches it as parquet under ``cache_root()/tasks/``
-    (:func:`load_pool`), then samples (:func:`sample_pool`).
+    Registry tasks: fetches the task's source if it is not cached
+    (:func:`layerwise.sources.fetch_source`), builds the full example pool once and caches it as
+    parquet under ``cache_root()/tasks/`` (:func:`load_pool`), then samples (:func:`sample_pool`).
+    ``flan2021:<task>`` and ``file:<path>[#cluster=..]`` tasks are read by
+    :mod:`layerwise.tasks.external` (the hub's or the files' own train/test split where there is
+    one) and keep the source's prompts.
 
     Args:
-        name: a task of :data:`layerwise.tasks.TASKS`.
+        name: a task of :data:`layerwise.tasks.TASKS`, ``flan2021:<task>`` or ``file:<path>``.
         n_train: number of training examples (for the control / SFT adapters).
         n_test: number of test examples (for hidden-state extraction).
         seed: sampling and template seed.
         max_input_chars: limit on the task's main input text; the instruction, options, second
-            field and answer cue are never cut.
+            field and answer cue are never cut (for prompts given by the source: the middle of the
+            prompt is cut, its start and end kept).
         templates: ``"all"`` (template per example chosen from (seed, id)) or ``"first"``.
+        chat_template: wrap every prompt in this chat template (a key of
+            :data:`layerwise.templates.CHAT_TEMPLATES`: ``none``, ``llama2``, ``gemma``, ``chatml``).
+        allow_downsize: if the task has fewer examples than requested, take fewer (train and test
+            scaled in proportion; for a source split, each capped at its size) with a
+            :class:`DownsizeWarning` and a line on stderr, instead of raising.
 
     Returns:
         DatasetDict with splits ``train`` and ``test``; columns ``id`` (str), ``task`` (str),
-        ``cluster`` (str), ``prompt`` (str, ends with the answer cue, target not included),
-        ``target`` (str), ``options`` (list[str], ``[]`` for generation tasks), ``template_id``
-        (int64). Same arguments give identical rows in identical order; train and test share no id.
+        ``cluster`` (str), ``prompt`` (str, ends with the answer cue, then the chat template's
+        assistant opening if any; target not included), ``target`` (str), ``options`` (list[str],
+        ``[]`` for generation tasks), ``template_id`` (int64; -1: prompt given by the source). Same
+        arguments give identical rows in identical order; train and test share no id.
 
     Raises:
-        KeyError: unknown task (the message lists valid names).
-        ValueError: the pool has fewer than ``n_train + n_test`` examples (names the task, the
-            available and the requested counts), or an invalid argument value.
-        RuntimeError: the source cannot be fetched.
+        KeyError: unknown task (the message lists valid names and forms).
+        ValueError: the pool has fewer than ``n_train + n_test`` examples and ``allow_downsize``
+            is False (names the task, the available and the requested counts), an invalid argument
+            value (unknown chat template: lists the valid ones), or a malformed local file (names
+            the file and the record).
+        FileNotFoundError: a ``file:`` task's files do not exist.
+        RuntimeError: the source cannot be fetched (for ``flan2021:``: the hub is off or unreachable).
     """
+    _check_args(n_train, n_test, seed, max_input_chars, templates, chat_template)  # fail before any download
     get_task(name)
-    if templates not in TEMPLATE_MODES:  # fail before any download
-        raise ValueError(f"templates must be one of {TEMPLATE_MODES}, got {templates!r}")
-    for arg, v, lo in (("n_train", n_train, 0), ("n_test", n_test, 0), ("seed", seed, 0), ("max_input_chars", max_input_chars, 1)):
-        _check_int(arg, v, lo)
-    pool = load_pool(name)
-    return sample_pool(pool, name, n_train=n_train, n_test=n_test, seed=seed, max_input_chars=max_input_chars, templates=templates)
+    kw = dict(n_train=n_train, n_test=n_test, seed=seed, max_input_chars=max_input_chars, templates=templates,
+              chat_template=chat_template, allow_downsize=allow_downsize)
+    if name not in TASKS:
+        from layerwise.tasks.external import external_pools
+
+        pools = external_pools(name)
+        if "all" in pools:
+            return sample_pool(pools["all"], name, **kw)
+        return sample_pool(pools["train"], name, test_pool=pools["test"], **kw)
+    return sample_pool(load_pool(name), name, **kw)
 
 
 def build_suite(names: list[str] | None = None) -> dict[str, int]:

@@ -121,6 +121,17 @@ class TaskInfo:
     match: str = "analog"
 
     @property
+    def slug(self) -> str:
+        """A short form of :attr:`name` that is safe in file names: the name itself for registry
+        tasks, ``flan2021-<task>`` / ``file-<task>`` for the external forms (see
+        :mod:`layerwise.tasks.external`)."""
+        if self.name.startswith(("flan2021:", "file:")):
+            from layerwise.tasks.external import parse_external
+
+            return parse_external(self.name).slug
+        return self.name
+
+    @property
     def source_name(self) -> str:
         """The :data:`layerwise.sources.SOURCES` key whose pin is :attr:`source` (``"bigbench"``)."""
         from layerwise.sources import SOURCES
@@ -266,15 +277,25 @@ TASKS: dict[str, TaskInfo] = {
 
 
 def get_task(name: str) -> TaskInfo:
-    """The :class:`TaskInfo` of task ``name``.
+    """The :class:`TaskInfo` of task ``name``: a registry task, ``flan2021:<task>`` (cluster from
+    :data:`FLAN2021_TASKS`) or ``file:<path>[#cluster=<cluster>][&name=<name>]`` (cluster as given,
+    else the Flan 2021 cluster of the file's task name, else ``"misc"``); see
+    :mod:`layerwise.tasks.external`.
 
     Raises:
-        KeyError: unknown name; the message lists the valid task names.
+        KeyError: unknown name; the message lists the valid task names and the accepted forms.
+        FileNotFoundError: a ``file:`` task whose files do not exist.
     """
-    try:
+    if name in TASKS:
         return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None
+    if isinstance(name, str) and name.startswith(("flan2021:", "file:")):
+        from layerwise.tasks.external import external_info
+
+        return external_info(name)
+    raise KeyError(
+        f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}; "
+        "or 'flan2021:<Flan 2021 task>' or 'file:<path>[#cluster=<cluster>]'"
+    )
 
 
 def task_names(cluster: str | None = None) -> list[str]:

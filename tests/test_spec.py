@@ -6,11 +6,11 @@ from layerwise.spec import PROJECT_ROOT, RunSpec, SpecError, apply_overrides, lo
 
 
 def test_default_and_smoke_specs_load():
-    for name in ("default", "smoke"):
+    for name in ("default", "smoke", "paper-llama2-7b"):
         spec = load_spec(f"specs/{name}.yaml")
         assert isinstance(spec, RunSpec)
         assert spec.name == name
-        assert len(spec.tasks) >= 4
+        assert len(spec.tasks) >= 4 and set(spec.heldout_tasks) < set(spec.tasks)
         assert spec.training.target_modules == ("q_proj", "v_proj")
         assert spec.training.lora_r == 8 and spec.training.lora_alpha == 16
 

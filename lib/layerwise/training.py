@@ -131,6 +131,66 @@ def resolve_target_modules(model: Any, wanted: Sequence[str]) -> list[str]:
     return list(wanted)
 
 
+def training_config(spec: TrainingSpec, model: Any, *, output_dir: Path, device: str = "cpu", progress: bool = True):
+    """The ``peft`` LoRA configuration and the ``transformers`` training arguments of a recipe.
+
+    Needs only the model's module structure, so it can be built for a model on the ``meta``
+    device (no weights), e.g. to check the paper preset for Llama 2 7B on a CPU machine.
+
+    Args:
+        spec: the recipe.
+        model: the base model (real or meta weights).
+        output_dir: checkpoint folder.
+        device: ``cpu`` or ``cuda[:N]``; CUDA trains in bf16 where supported, else fp16 (the
+            paper: fp16), CPU in fp32.
+        progress: show progress bars.
+
+    Returns:
+        (peft.LoraConfig, transformers.TrainingArguments)
+
+    Raises:
+        ValueError: a target module does not exist in the model (the message lists its modules).
+    """
+    import torch
+    from peft import LoraConfig
+    from transformers import TrainingArguments
+
+    cuda = device.startswith("cuda")
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    lora = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=resolve_target_modules(model, spec.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        weight_decay=0.0,
+        num_train_epochs=spec.epochs,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=spec.save_steps,
+        save_total_limit=1,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        report_to=[],
+        use_cpu=not cuda,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        remove_unused_columns=False,
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    return lora, args
+
+
 def _trainer_class():
     import torch
     from transformers import Trainer
@@ -199,8 +259,14 @@ def train_adapter(
     spec: TrainingSpec,
     adapters_dir: Path,
     progress: bool = True,
+    callbacks: Sequence[Any] = (),
 ) -> AdapterResult:
     """Train (or reuse) one LoRA adapter on prompt/response pairs.
+
+    A killed or failed training leaves its checkpoints in ``adapters_dir/.work/<name>-<key>/``
+    (every ``spec.save_steps`` optimiser steps); the next call with the same inputs resumes from the
+    last one, so at most the steps since that checkpoint are lost, and the result equals an
+    uninterrupted run with the same seed (tested).
 
     Args:
         name: ``sft`` for the multi-task model, ``control-<task>`` for a control.
@@ -210,6 +276,7 @@ def train_adapter(
         spec: LoRA recipe.
         adapters_dir: folder that holds all adapters of a run.
         progress: show the Trainer's progress bar.
+        callbacks: extra ``transformers.TrainerCallback`` objects.
 
     Returns:
         AdapterResult
@@ -230,9 +297,8 @@ def train_adapter(
         meta = read_json(final / "layerwise_adapter.json")
         return AdapterResult(name, final, key, read_json(final / "training_log.json"), True, meta["seconds"])
 
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import TrainingArguments, set_seed
+    from peft import get_peft_model
+    from transformers import set_seed
 
     from .models import load_model, load_tokenizer, select_device
 
@@ -242,45 +308,16 @@ def train_adapter(
     set_seed(spec.seed)
     model = load_model(base_model, device=device)
     model.train()
-    lora = LoraConfig(
-        r=spec.lora_r,
-        lora_alpha=spec.lora_alpha,
-        lora_dropout=spec.lora_dropout,
-        target_modules=resolve_target_modules(model, spec.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
     work = adapters_dir / ".work" / f"{name}-{key}"
+    lora, args = training_config(spec, model, output_dir=work, device=device, progress=progress)
+    model = get_peft_model(model, lora)
     steps_per_epoch = math.ceil(len(items) / (spec.batch_size * spec.grad_accum))
-    args = TrainingArguments(
-        output_dir=str(work),
-        per_device_train_batch_size=spec.batch_size,
-        gradient_accumulation_steps=spec.grad_accum,
-        learning_rate=spec.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0,
-        weight_decay=0.0,
-        num_train_epochs=spec.epochs,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=spec.save_steps,
-        save_total_limit=1,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        report_to=[],
-        use_cpu=device == "cpu",
-        bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported(),
-        fp16=device.startswith("cuda") and not torch.cuda.is_bf16_supported(),
-        remove_unused_columns=False,
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-    )
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=_EncodedDataset(items),
         data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
+        callbacks=list(callbacks),
     )
     if not progress:
         from transformers import PrinterCallback

@@ -16,9 +16,9 @@ def test_default_and_smoke_specs_load():
 
 
 def test_overrides_parse_yaml_values_and_nested_keys():
-    spec = load_spec("specs/smoke.yaml", ["training.epochs=3", "data.n_test=7", "base_model=tiny-random-gemma3"])
+    spec = load_spec("specs/smoke.yaml", ["training.epochs=3", "data.n_test=9", "base_model=tiny-random-gemma3"])
     assert spec.training.epochs == 3.0
-    assert spec.data.n_test == 7
+    assert spec.data.n_test == 9
     assert spec.base_model == "tiny-random-gemma3"
 
 

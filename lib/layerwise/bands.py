@@ -56,7 +56,7 @@ Is a transition identifiable? (explicit criterion)
       is one of these. A steady monotone trend, a flat curve, or a flat-then-steadily-rising
       "hinge" (SFT catching up with PT only gradually, as in the paper's Fig. 7) has nothing
       for the second knot to explain, so ``sharpness`` is near 0 (exactly 0 when the plateau-less
-      fit is exact); fitting pure noise with the extra knot typically gains 0.05-0.3. A band
+      fit is exact); fitting pure noise with the extra knot typically gains 0-0.3. A band
       fit whose shared or refinement band is a single layer is itself plateau-less (one point is
       no plateau), so it always fails: an identifiable transition has >= 2 layers on each side.
     ``transition_score = min(rise_z / min_rise_z, sharpness / min_sharpness)`` summarises both;

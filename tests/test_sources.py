@@ -131,6 +131,21 @@ def test_npm_source_from_local_archive_and_without_npm(tmp_path, monkeypatch, ca
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["ca01", "cats.txt"]
 
 
+def test_generated_source_runs_in_a_separate_environment(monkeypatch, cache):
+    """The 'generate' route: a throw-away venv (no requirements here, so no download) runs the script."""
+    script = "import sys, os\nfrom pathlib import Path\n(Path(sys.argv[1]) / 'out.txt').write_text(os.environ['PYTHONHASHSEED'] + ' ' + sys.prefix)\n"
+    monkeypatch.setitem(SOURCES, "gen", Source("gen", "genpkg", "0.1", "", "", ("out.txt",), "test", registry="generate", script=script))
+    root = fetch_source("gen")
+    seed, prefix = (root / "out.txt").read_text().split(" ", 1)
+    assert seed == "0" and ".gen-venv." in prefix and not Path(prefix).exists()  # the environment is gone
+    assert is_cached("gen")
+    bad = Source("bad", "genpkg", "0.2", "", "", ("out.txt",), "test", registry="generate", script="raise SystemExit('boom')")
+    monkeypatch.setitem(SOURCES, "bad", bad)
+    with pytest.raises(RuntimeError, match="the generator failed: boom"):
+        fetch_source("bad")
+    assert not source_dir("bad").exists()
+
+
 def test_unreachable_index_names_package_and_command(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("LAYERWISE_SOURCE_ARCHIVES", str(tmp_path / "empty"))
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")

@@ -34,7 +34,7 @@ FIXTURE_SIZES = {
     "social_iqa": 3, "wikihow_goal": 3, "strategyqa": 3, "winowhy": 3, "intent_snips": 3,
     "metaphor_paraphrase": 3, "coqa": 3, "bible_en_es": 3,
     "rt_critic_polarity": 5, "tweet_sentiment": 4, "wic_wordnet": 4, "fix_punct": 5, "true_case": 1,
-    "word_segment": 12, "email_subject": 3,
+    "word_segment": 12, "email_subject": 3, "math_dataset": 3,
 }
 
 #: pool sizes on the real pinned packages (exact: the versions are pinned).
@@ -46,7 +46,7 @@ REAL_SIZES = {
     "cosmos_qa": 6500, "winogrande": 6500, "winowhy": 2859, "coqa": 10852, "intent_snips": 693,
     "xsum": 1001, "wiki_lingua_en": 1001, "bible_en_es": 30817,
     "rt_critic_polarity": 12752, "tweet_sentiment": 37233, "wic_wordnet": 11645, "fix_punct": 15121,
-    "true_case": 14506, "word_segment": 14942, "email_subject": 1151,
+    "true_case": 14506, "word_segment": 14942, "email_subject": 1151, "math_dataset": 6000,
 }
 
 
@@ -235,6 +235,11 @@ def test_email_subjects():
     assert ds["id"][2] == "easy-ham-2-00006" and "html copy" not in ds[2]["input"]
 
 
+def test_math_dataset_records():
+    ds = build("math_dataset", FIXTURES / "mathematics_dataset")
+    assert ds["target"] == ["5", "-4", "1"] and ds[0]["input"] == "Solve 3*k + 4 = 19 for k."  # repeat dropped, int -> str
+
+
 def test_builder_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="squaddev_v1.1.json"):
         build("squad_v1", tmp_path)
@@ -251,6 +256,9 @@ def test_builder_errors_name_the_file(tmp_path):
         build("email_subject", tmp_path)
     with pytest.raises(FileNotFoundError, match="data.noun"):
         build("wic_wordnet", tmp_path)
+    (tmp_path / "algebra__linear_1d.jsonl").write_text('{"question": "Solve x = 1 for x.", "answer": "1"}\n{"question": 1}\n')
+    with pytest.raises(ValueError, match=r"algebra__linear_1d.jsonl: line 2"):
+        build("math_dataset", tmp_path)
 
 
 # ------------------------------------------------------------------ load_task / sampling (fixtures)

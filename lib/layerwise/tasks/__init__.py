@@ -53,6 +53,7 @@ from layerwise.tasks.more_builders import (
     build_tweet_sentiment,
     build_wic_wordnet,
     build_word_segment,
+    build_math_dataset,
 )
 from layerwise.tasks.loading import POOL_VERSION, TASK_FEATURES, build_suite, load_pool, load_task, pool_path, sample_pool
 from layerwise.tasks.external import check_task_names, external_pools, parse_external, read_task_file

@@ -63,6 +63,10 @@ def _compute(run) -> None:
     run.run_models()
     df = run.cka()
     print(f"[layerwise] hidden states + CKA table ready ({time.perf_counter() - t0:.0f} s, {len(df)} rows)", flush=True)
+    t0 = time.perf_counter()
+    run.evaluate()
+    run.spectra()
+    print(f"[layerwise] task-level evaluation + spectra ready ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

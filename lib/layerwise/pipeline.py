@@ -329,6 +329,47 @@ class Run:
             self.log(f"{slot.role:12s} {','.join(todo)}: states + loss in {time.perf_counter() - t0:.0f} s")
             del model
 
+    def _eval_path(self, slot: ModelSlot, task: str) -> Path:
+        key = content_key([self._test_key(task), self.spec.data.n_eval, "task-metric", 1])
+        return self.out / "evaluation" / slot.label / f"{task}-metric-{key}.json"
+
+    def evaluate(self, progress: bool = True) -> pd.DataFrame:
+        """Task-level evaluation of PT, SFT, held-out SFT and each control on the first ``n_eval``
+        test examples, with the task's metric (:mod:`layerwise.evaluation`: accuracy by option
+        scoring for classification, token F1 for short-answer QA, ROUGE-L for other generation).
+
+        Returns:
+            DataFrame ``task, cluster, role, metric, value, n`` (plus ``exact_match`` where
+            defined). Per (model, task) results are cached in ``evaluation/``.
+        """
+        from .evaluation import evaluate_task
+        from .tasks import get_task
+
+        n_eval = self.spec.data.n_eval
+        slots = [s for s in self.slots if s.role != "random-init"]
+        for slot in slots:
+            todo = [t for t in slot.tasks if not self._eval_path(slot, t).is_file()]
+            if not todo:
+                continue
+            t0 = time.perf_counter()
+            model, tokenizer = self._load(slot)
+            for task in todo:
+                ev = self.tasks[task]["test"].select(range(min(n_eval, len(self.tasks[task]["test"]))))
+                longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in ev["target"])
+                res = evaluate_task(model, tokenizer, ev, kind=get_task(task).kind, task=task,
+                                    batch_size=self.spec.extraction.batch_size, max_new_tokens=min(64, longest + 4))
+                atomic_write_json(self._eval_path(slot, task), {k: v for k, v in res.items() if k != "predictions"}
+                                  | {"predictions": res["predictions"][:5]})
+            self.log(f"{slot.role:12s} {','.join(todo)}: evaluated in {time.perf_counter() - t0:.0f} s")
+            del model
+        rows = []
+        for slot in slots:
+            for task in slot.tasks:
+                r = json.loads(self._eval_path(slot, task).read_text())
+                rows.append({"task": task, "cluster": self.cluster_of(task), "role": slot.role, "metric": r["metric"],
+                             "value": float(r["value"]), "exact_match": r["metrics"].get("exact_match", np.nan), "n": r["n"]})
+        return pd.DataFrame(rows)
+
     def states(self, role: str, task: str, pooling: str = "last") -> np.ndarray:
         """Hidden states ``(n_layers + 1, n_test, hidden_size)`` float32 of a model role on a task.
 
@@ -474,3 +515,39 @@ class Run:
         cfg = AutoConfig.from_pretrained(str(resolve_model(self.spec.base_model)))
         cfg = getattr(cfg, "text_config", cfg)
         return int(cfg.num_hidden_layers)
+
+    # ------------------------------------------------------------ analyses
+    def spectra(self) -> pd.DataFrame:
+        """Per-layer spectral summary of every model on every task (last-token states, layers 1..L).
+
+        From the cached centred Grams (:mod:`layerwise.spectra`): columns ``role, task, cluster,
+        layer`` (1..L), ``effective_rank`` (Roy & Vetterli 2007), ``participation_ratio``, ``n_99``
+        (directions for 99 % of the variance, as SVCCA), ``var_top_1``, ``var_top_10`` and more.
+        Cached in ``tables/spectra-<key>.parquet``.
+        """
+        from .spectra import spectra_from_grams
+
+        self.run_models()
+        key = content_key([[(s.role, s.key, s.tasks) for s in self.slots], [self._test_key(t) for t in self.spec.tasks], 1])
+        path = self.out / "tables" / f"spectra-{key}.parquet"
+        if path.is_file():
+            return pd.read_parquet(path)
+        frames = []
+        for slot in self.slots:
+            for task in slot.tasks:
+                name, tkey = self.gram_stack(slot.role, task)
+                _, summary = spectra_from_grams(self.grams.get(name, tkey),
+                                                labels={"role": slot.role, "task": task, "cluster": self.cluster_of(task)})
+                summary["layer"] = summary["layer"] + 1  # Grams hold layers 1..L
+                frames.append(summary)
+        df = pd.concat(frames, ignore_index=True)
+        _write_parquet(df, path)
+        return df
+
+    def findings(self, *, measure: str = "linear_cka", pooling: str = "last", n_boot: int = 2000) -> pd.DataFrame:
+        """The paper's findings with this run's verdicts (see :func:`layerwise.analysis.evaluate_findings`)."""
+        from .analysis import evaluate_findings, findings_table
+
+        return findings_table(evaluate_findings(self.similarity(), measure=measure, pooling=pooling,
+                                                heldout_tasks=self.spec.heldout_tasks, n_boot=n_boot,
+                                                seed=self.spec.data.seed))

@@ -35,7 +35,7 @@ def test_unknown_key_lists_valid_keys():
 
 
 def test_unknown_task_lists_valid_tasks():
-    with pytest.raises(SpecError, match=r"unknown task\(s\) \['no_such_task'\].*squad_v1"):
+    with pytest.raises(SpecError, match=r"unknown task 'no_such_task'.*flan2021:.*file:.*squad_v1"):
         load_spec("specs/smoke.yaml", {"tasks": ["squad_v1", "no_such_task"]})
 
 

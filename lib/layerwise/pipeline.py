@@ -123,9 +123,15 @@ class Run:
         d = self.spec.data
         return {
             t: load_task(t, n_train=d.n_train, n_test=d.n_test, seed=d.seed, max_input_chars=d.max_input_chars,
-                         templates=d.templates)
+                         templates=d.templates, chat_template=d.chat_template, allow_downsize=d.allow_downsize)
             for t in self.spec.tasks
         }
+
+    def slug(self, task: str) -> str:
+        """File-name-safe form of a task name (``flan2021:x`` and ``file:...`` names contain ``:``/``/``)."""
+        from .tasks import get_task
+
+        return get_task(task).slug
 
     def cluster_of(self, task: str) -> str:
         """Flan 2021 cluster id of a task."""
@@ -160,21 +166,21 @@ class Run:
 
     # ------------------------------------------------------------- adapters
     def _mixture(self, exclude: tuple[str, ...] = ()) -> tuple[list[str], list[str], list[str]]:
-        """Training examples of the multi-task mixture (prompts, targets, ids), capped per cluster."""
+        """Training examples of the multi-task mixture (prompts, targets, ids).
+
+        With ``data.max_train_per_cluster`` the cluster's cap is spread over its tasks by
+        :func:`layerwise.tasks.cap_per_cluster` (deterministic given the seed).
+        """
+        from .tasks import cap_per_cluster
+
+        chosen = {t: dd["train"] for t, dd in self.tasks.items() if t not in exclude}
         cap = self.spec.data.max_train_per_cluster
-        by_cluster: dict[str, int] = {}
+        plan = cap_per_cluster({t: len(tr) for t, tr in chosen.items()}, self.cluster_of, cap or None, seed=self.spec.data.seed)
         prompts: list[str] = []
         targets: list[str] = []
         ids: list[str] = []
-        for name, dd in self.tasks.items():
-            if name in exclude:
-                continue
-            tr = dd["train"]
-            n = len(tr)
-            if cap:
-                cluster = self.cluster_of(name)
-                n = max(0, min(n, cap - by_cluster.get(cluster, 0)))
-                by_cluster[cluster] = by_cluster.get(cluster, 0) + n
+        for t, tr in chosen.items():
+            n = plan[t]
             prompts += list(tr["prompt"])[:n]
             targets += list(tr["target"])[:n]
             ids += list(tr["id"])[:n]
@@ -196,7 +202,7 @@ class Run:
             jobs.append(("sft-heldout", self._mixture(exclude=self.spec.heldout_tasks)))
         for name, dd in self.tasks.items():
             tr = dd["train"]
-            jobs.append((f"control-{name}", (list(tr["prompt"]), list(tr["target"]), list(tr["id"]))))
+            jobs.append((f"control-{self.slug(name)}", (list(tr["prompt"]), list(tr["target"]), list(tr["id"]))))
         results: dict[str, Any] = {}
         for name, (p, t, i) in jobs:
             t0 = time.perf_counter()
@@ -219,7 +225,8 @@ class Run:
         rows = []
         for name, res in self.adapters.items():
             role = {"sft": "SFT", "sft-heldout": "held-out SFT"}.get(name, "control")
-            task = name.removeprefix("control-") if role == "control" else None
+            slugs = {self.slug(t): t for t in self.spec.tasks}
+            task = slugs.get(name.removeprefix("control-")) if role == "control" else None
             for rec in res.log:
                 rows.append({"adapter": name, "role": role, "task": task, **rec})
         return pd.DataFrame(rows)
@@ -252,7 +259,7 @@ class Run:
         if "random_init" in spec.baselines:
             out.append(ModelSlot("random-init", spec.base_model, content_key([base_key, "random-init", 0]), None, True, tasks))
         for t in tasks:
-            res = self.adapters[f"control-{t}"]
+            res = self.adapters[f"control-{self.slug(t)}"]
             out.append(ModelSlot("control", spec.base_model, res.key, res.path, False, (t,)))
         return out
 
@@ -280,11 +287,11 @@ class Run:
         return content_key([list(te["id"]), list(te["prompt"]), list(te["target"])])
 
     def _states_path(self, slot: ModelSlot, task: str) -> Path:
-        return self.out / "hidden_states" / slot.label / f"{task}-{self._test_key(task)}.safetensors"
+        return self.out / "hidden_states" / slot.label / f"{self.slug(task)}-{self._test_key(task)}.safetensors"
 
     def _loss_path(self, slot: ModelSlot, task: str) -> Path:
         key = content_key([self._test_key(task), self.spec.data.n_eval])
-        return self.out / "evaluation" / slot.label / f"{task}-{key}.json"
+        return self.out / "evaluation" / slot.label / f"{self.slug(task)}-{key}.json"
 
     def _load(self, slot: ModelSlot):
         from .models import load_random_init, load_tokenizer
@@ -331,7 +338,7 @@ class Run:
 
     def _eval_path(self, slot: ModelSlot, task: str) -> Path:
         key = content_key([self._test_key(task), self.spec.data.n_eval, "task-metric", 1])
-        return self.out / "evaluation" / slot.label / f"{task}-metric-{key}.json"
+        return self.out / "evaluation" / slot.label / f"{self.slug(task)}-metric-{key}.json"
 
     def evaluate(self, progress: bool = True) -> pd.DataFrame:
         """Task-level evaluation of PT, SFT, held-out SFT and each control on the first ``n_eval``
@@ -408,7 +415,7 @@ class Run:
             (model name, task name) under which :attr:`grams` holds them.
         """
         slot = self.slot(role, task)
-        name, tkey = f"{slot.label}-{pooling}", f"{task}-{self._test_key(task)}"
+        name, tkey = f"{slot.label}-{pooling}", f"{self.slug(task)}-{self._test_key(task)}"
         self.grams.get_or_compute(name, tkey, lambda: self.states(role, task, pooling)[1:],
                                   metadata={"role": role, "task": task, "pooling": pooling})
         return name, tkey

@@ -55,6 +55,10 @@ class DataSpec:
             (the first ``n_eval`` of the test split; generation is the expensive part).
         max_train_per_cluster: cap on training examples per task cluster in the multi-task SFT
             mixture (the paper: 50,000); 0 = no cap.
+        chat_template: wrap every prompt (base model included) in a chat format: ``none``,
+            ``llama2`` (the paper's), ``gemma`` or ``chatml`` (``layerwise.templates``).
+        allow_downsize: a task with fewer examples than ``n_train + n_test`` is cut to what it has
+            (reported) instead of being an error.
     """
 
     n_train: int = 64
@@ -64,6 +68,8 @@ class DataSpec:
     templates: str = "all"
     n_eval: int = 32
     max_train_per_cluster: int = 0
+    chat_template: str = "none"
+    allow_downsize: bool = False
 
     def validate(self) -> None:
         _positive(self, "n_train", "n_test", "max_input_chars", "n_eval")
@@ -187,11 +193,12 @@ class RunSpec:
         if len(set(self.tasks)) != len(self.tasks):
             dup = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
             raise SpecError(f"tasks listed twice in the spec: {dup}")
-        from .tasks import TASKS
+        from .tasks import check_task_names
 
-        unknown = [t for t in self.tasks if t not in TASKS]
-        if unknown:
-            raise SpecError(f"unknown task(s) {unknown}; valid tasks: {', '.join(sorted(TASKS))}")
+        try:
+            check_task_names(list(self.tasks))
+        except (KeyError, ValueError, FileNotFoundError) as exc:
+            raise SpecError(exc.args[0] if exc.args else str(exc)) from None
         if self.threads < 0:
             raise SpecError(f"threads must be >= 0, got {self.threads}")
         _choice("preset", self.preset, tuple(PRESETS))
@@ -237,7 +244,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {"data": {}, "training": {}},
     # The paper's recipe (paper.md section 4, read from the authors' LLaMA-Factory configuration).
     "paper": {
-        "data": {"n_test": 10_000, "max_train_per_cluster": 50_000, "max_input_chars": 100_000},
+        "data": {"n_test": 10_000, "max_train_per_cluster": 50_000, "max_input_chars": 100_000,
+                 "chat_template": "llama2", "allow_downsize": True},
         "training": {
             "lora_r": 8,
             "lora_alpha": 16,

@@ -1,11 +1,12 @@
 # %% [markdown]
-# # Training the SFT and control models
+# # Training the SFT, held-out SFT and control models
 #
 # The MOSSA design needs three kinds of model (Zhao et al., 2024, §2):
 #
 # - **PT**: the pre-trained base model, untouched;
 # - **SFT** (the *experimental* model): the base plus one LoRA adapter trained on the training
 #   splits of all tasks together - multi-task instruction tuning;
+# - **held-out SFT**: the same multi-task recipe without the run's held-out tasks (for RQ3);
 # - **control** for each task: the base plus a LoRA adapter trained on that task alone - the
 #   specialist whose representations define "task-specific".
 #
@@ -26,6 +27,7 @@ run = open_run(spec_path, overrides)
 summary = run.training_summary()
 log = run.training_log()
 loss = run.response_loss()
+metrics = run.evaluate()
 
 # %% [markdown]
 # ## Adapters
@@ -49,14 +51,14 @@ loss_curves(log)
 # %% [markdown]
 # ## Does each control learn its task?
 #
-# Mean response-token loss on each task's test split (examples never seen in training) for PT, the
-# multi-task SFT model and the task's own control. Lower is better.
+# Mean response-token loss on each task's first test examples (never seen in training) for PT, the
+# multi-task SFT models and the task's own control. Lower is better.
 
 # %% tags=["remove-input"]
 response_loss_chart(loss)
 
 # %% tags=["remove-input"]
-wide = loss.pivot(index="task", columns="role", values="loss").reset_index()
+wide = loss[loss["role"] != "random-init"].pivot(index="task", columns="role", values="loss").reset_index()
 wide["control beats PT"] = wide["control"] < wide["PT"]
 wide["SFT beats PT"] = wide["SFT"] < wide["PT"]
 n_ctrl = int(wide["control beats PT"].sum())
@@ -70,3 +72,27 @@ markdown(
        " Where a control does not beat PT, its CKA comparisons in the next chapter should be read with care.")
 )
 wide[["task", "PT", "SFT", "control", "control beats PT", "SFT beats PT"]].style.hide(axis="index").format(precision=3)
+
+# %% [markdown]
+# ## Task-level evaluation
+#
+# The same examples scored with each task's own metric: accuracy by option scoring for
+# classification tasks (the option with the highest likelihood as the response), token F1 for
+# short-answer QA, ROUGE-L for other generation (greedy decoding). Higher is better.
+
+# %% tags=["remove-input"]
+from layerwise.charts import task_metric_chart
+
+task_metric_chart(metrics)
+
+# %% tags=["remove-input"]
+mw = metrics.pivot(index=["task", "metric"], columns="role", values="value").reset_index()
+n_beat = int((mw["control"] > mw["PT"]).sum())
+n_tie = int((mw["control"] == mw["PT"]).sum())
+markdown(
+    f"By the task metric, the control beats PT on **{n_beat} of {len(mw)}** tasks ({n_tie} ties) on "
+    f"{int(metrics['n'].iloc[0])} examples per task; SFT beats PT on {int((mw['SFT'] > mw['PT']).sum())}. "
+    "With this few evaluation examples a metric moves in steps of "
+    f"{1 / int(metrics['n'].iloc[0]):.3f}, so the response loss above is the finer check."
+)
+mw.style.hide(axis="index").format(precision=3)

@@ -317,7 +317,8 @@ def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling
 
     # F7: unseen tasks
     held = [t for t in heldout_tasks if t in pt.index]
-    if held and HELDOUT_SFT in set(sim["comparison"]):
+    sub_comparisons = set(sim[(sim["measure"] == measure) & (sim["pooling"] == pooling)]["comparison"])
+    if held and HELDOUT_SFT in sub_comparisons:
         hsft = task_layer_matrix(sim, HELDOUT_SFT, **kw).loc[held]
         hd = hsft - pt.loc[held]
         e, lo, hi = _ci_over_tasks(hd[early].mean(axis=1).to_numpy(), n_boot, seed)

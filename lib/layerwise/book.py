@@ -42,15 +42,16 @@ class NotebookFailed(RuntimeError):
 
 
 def notebook_names(toc: Path = PROJECT_ROOT / "_toc.yml") -> list[str]:
-    """Notebook names in book order, read from ``_toc.yml`` entries ``file: executed/NAME``."""
+    """Notebook names in book order, read from ``_toc.yml`` entries ``root:``/``file: executed/NAME``."""
     data = yaml.safe_load(Path(toc).read_text(encoding="utf-8"))
     names: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            f = node.get("file")
-            if isinstance(f, str) and f.startswith("executed/"):
-                names.append(f.split("/", 1)[1])
+            for key in ("root", "file"):
+                f = node.get(key)
+                if isinstance(f, str) and f.startswith("executed/"):
+                    names.append(f.split("/", 1)[1])
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):

@@ -374,3 +374,25 @@ def spectra_chart(summary: pd.DataFrame, *, value: str = "effective_rank", title
         .add_params(sel)
         .properties(width=_WIDTH, height=260)
     )
+
+
+def task_metric_chart(metrics: pd.DataFrame) -> alt.Chart:
+    """Task metric per task for each model role (accuracy / F1 / ROUGE-L; higher is better).
+
+    Args:
+        metrics: :meth:`layerwise.pipeline.Run.evaluate` (columns task, role, metric, value, n).
+    """
+    order = ["PT", "SFT", "held-out SFT", "control"]
+    data = metrics.assign(label=metrics["task"] + " (" + metrics["metric"] + ")")
+    return (
+        alt.Chart(data, title="Task metric on each task's evaluation examples")
+        .mark_bar()
+        .encode(
+            y=alt.Y("label:N", title=None),
+            yOffset=alt.YOffset("role:N", sort=order),
+            x=alt.X("value:Q", title="metric (higher is better)", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("role:N", sort=order, title="model"),
+            tooltip=["task", "metric", "role", alt.Tooltip("value:Q", format=".3f"), "n"],
+        )
+        .properties(width=_WIDTH - 80)
+    )

@@ -56,3 +56,68 @@ def markdown(text: str):
     from IPython.display import Markdown, display
 
     display(Markdown(text))
+
+
+_MARK = {"holds": "✔ holds", "does not hold": "✘ does not hold", "inconclusive": "? inconclusive"}
+
+
+def _num(x: float) -> str:
+    import math
+
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.3f}"
+
+
+def run_summary_markdown(run) -> str:
+    """One paragraph describing the run (model, tasks, sizes), generated from the spec and task table."""
+    tasks = run.task_table()
+    spec = run.spec
+    held = ", ".join(spec.heldout_tasks) or "none"
+    return (
+        f"**This run** (`{spec.name}`): base model **{spec.base_model}** ({run.n_layers} layers); "
+        f"{len(tasks)} tasks from {tasks['cluster'].nunique()} of the 12 Flan 2021 clusters; "
+        f"{spec.data.n_train} training and {spec.data.n_test} test examples per task; LoRA r={spec.training.lora_r}, "
+        f"alpha={spec.training.lora_alpha} on {', '.join(spec.training.target_modules)}, "
+        f"{spec.training.epochs:g} epochs at learning rate {spec.training.learning_rate:g}; "
+        f"tasks held out of the held-out SFT model: {held}. {spec.description}"
+    )
+
+
+def findings_markdown(findings: pd.DataFrame, robust: dict[str, pd.DataFrame] | None = None) -> str:
+    """The findings page body: one section per finding with verdict, numbers and link, generated.
+
+    Args:
+        findings: :meth:`layerwise.pipeline.Run.findings` (linear CKA, last token).
+        robust: other variants (label -> findings table) whose verdicts are listed beside it.
+    """
+    robust = robust or {}
+    counts = findings["verdict"].value_counts()
+    head = (f"Of {len(findings)} findings, **{int(counts.get('holds', 0))} hold**, "
+            f"**{int(counts.get('does not hold', 0))} do not hold** and "
+            f"**{int(counts.get('inconclusive', 0))} are inconclusive** in this run (linear CKA, last prompt token).")
+    cols = ["finding", "verdict"] + list(robust) + ["estimate", "95% CI"]
+    lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, f in findings.iterrows():
+        others = [_MARK[r.set_index("id").loc[f["id"], "verdict"]] if f["id"] in set(r["id"]) else "–" for r in robust.values()]
+        ci = "–" if (pd.isna(f["low"]) or pd.isna(f["high"])) else f"[{f['low']:+.3f}, {f['high']:+.3f}]"
+        lines.append(f"| {{ref}}`{f['id']} <{f['id'].lower()}>` | {_MARK[f['verdict']]} | " + " | ".join(others)
+                     + f" | {_num(f['estimate'])} | {ci} |")
+    body = []
+    for _, f in findings.iterrows():
+        body += [
+            "",
+            f"({f['id'].lower()})=",
+            f"### {f['id']}: {_MARK[f['verdict']]}",
+            "",
+            f"**Paper:** {f['claim']}",
+            "",
+            f"**Test:** {f['test']}",
+            "",
+            f"**This run:** {f['detail']}. See [the chapter]({f['chapter']}.ipynb).",
+        ]
+    return "\n".join(lines + body)
+
+
+def finding_sentence(findings: pd.DataFrame, fid: str) -> str:
+    """One generated sentence stating a finding's verdict and numbers (for chapters)."""
+    f = findings.set_index("id").loc[fid]
+    return f"**{fid}** ({f['claim']}) - {_MARK[f['verdict']]} in this run: {f['detail']}."

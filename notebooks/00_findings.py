@@ -1,0 +1,57 @@
+# %% [markdown]
+# # Layer by Layer, reproduced: what replicates
+#
+# *Layer by Layer* (Zhao, Ziser and Cohen, EMNLP 2024, arXiv:2410.20008) asks which NLP tasks a
+# pre-trained language model already encodes, and in which layers multi-task instruction tuning
+# turns general representations into task-specific ones. Its method (MOSSA) compares, for every
+# task, the last-prompt-token hidden states of the pre-trained model (PT) and of its multi-task
+# instruction-tuned version (SFT) with those of a *control* model fine-tuned on that task alone,
+# layer by layer, with linear CKA. On Llama 2 7B it finds shared layers (1-9), transition layers
+# (10-15) and refinement layers (16-32).
+#
+# This book reruns the whole design - base model, LoRA adapters, hidden states, similarity - on the
+# model and tasks of a run spec, and states each of the paper's findings as a test with a verdict
+# for this run. Every number on this page is computed from the run's result tables when the book
+# is built.
+#
+# **How to read the verdicts.** Each finding is turned into a statistic whose sign the paper
+# predicts, with a 95 % bootstrap interval over tasks. *holds*: the interval lies on the paper's
+# side; *does not hold*: it lies on the other side; *inconclusive*: it covers zero (or there are too
+# few tasks for an interval). The band findings use the explicit band rule of the layer-bands
+# chapter.
+
+# %% tags=["parameters"]
+spec_path = "specs/default.yaml"
+overrides = []
+
+# %% tags=["remove-input"]
+from layerwise.report import findings_markdown, markdown, open_run, run_summary_markdown
+
+run = open_run(spec_path, overrides)
+findings = run.findings()
+robust = {"debiased CKA": run.findings(measure="debiased_cka"), "mean-pooled states": run.findings(pooling="mean")}
+
+# %% tags=["remove-input"]
+markdown(run_summary_markdown(run))
+
+# %% [markdown]
+# ## The findings
+
+# %% tags=["remove-input"]
+markdown(findings_markdown(findings, robust))
+
+# %% [markdown]
+# ## Chapters
+#
+# - **The task suite** - tasks, clusters, provenance and example prompts.
+# - **Training** - the SFT, held-out SFT and control adapters; loss curves; does each control
+#   learn its task (response loss and task metrics)?
+# - **RQ1: what pre-training already encodes** - CKA(PT, control) by cluster; the cluster ranking.
+# - **RQ2: what instruction tuning changes** - per-task curves, the spread over tasks per layer
+#   (Figure 2) and ΔCKA by cluster and layer (Figure 3).
+# - **Layer bands** - shared / transition / refinement bands found by an explicit rule, with
+#   confidence intervals, in relative depth next to the paper's (Figure 1).
+# - **RQ3: unseen tasks** - a multi-task model that never saw some tasks (Figure 7).
+# - **Robustness** - debiased CKA, null and random-init baselines, other similarity measures,
+#   mean-pooled states.
+# - **Spectra** - singular-value spectra and effective rank per layer and model.

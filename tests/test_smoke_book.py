@@ -6,9 +6,12 @@ second run must reuse every adapter, hidden state and table.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,3 +73,63 @@ def test_second_run_reuses_everything(smoke_book):
     assert "trained in" in first.stdout
     assert "trained in" not in second.stdout and second.stdout.count(": reused (") == 6  # SFT, held-out SFT, 4 controls
     assert "states + loss in" not in second.stdout
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _load_page(path):
+    """Load a built page in headless Chromium; return (rendered DOM, console messages)."""
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", "--virtual-time-budget=10000", "--enable-logging=stderr", "--v=0",
+           f"--user-data-dir={tempfile.mkdtemp()}", "--dump-dom", f"file://{path}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    console = [line for line in r.stderr.splitlines() if ":CONSOLE:" in line]
+    return r.stdout, console
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_every_page_renders_its_charts_without_console_errors(smoke_book):
+    root, _, _ = smoke_book
+    html_dir = root / "book" / "_build" / "html"
+    for name in notebook_names():
+        dom, console = _load_page(html_dir / "executed" / f"{name}.html")
+        errors = [c for c in console if re.search(r"Uncaught|Error|Failed", c)]
+        assert not errors, f"{name}: console errors {errors}"
+        n_charts = dom.count('class="layerwise-chart"')
+        drawn = len(re.findall(r'<div id="vega-[0-9a-f]+" class="layerwise-chart[^"]*"[^>]*>\s*<canvas', dom)) or dom.count('class="marks"')
+        assert n_charts >= 1 and drawn >= n_charts, f"{name}: {drawn} of {n_charts} charts drawn"
+
+
+def test_findings_page_matches_the_tables_and_follows_them(smoke_book):
+    """The findings page's numbers are recomputed from the cached table; changing the table changes the page."""
+    from layerwise.analysis import evaluate_findings, findings_table
+    from layerwise.spec import load_spec
+
+    root, _, _ = smoke_book
+    spec = load_spec("specs/smoke.yaml")
+    table = next((root / "run" / "tables").glob("similarity-*.parquet"))
+    page = root / "book" / "_build" / "html" / "executed" / "00_findings.html"
+    sim = pd.read_parquet(table)
+    expected = findings_table(evaluate_findings(sim, heldout_tasks=spec.heldout_tasks, seed=spec.data.seed))
+    html = page.read_text()
+    for _, f in expected.iterrows():
+        if np.isfinite(f["estimate"]):
+            assert f"{f['estimate']:+.3f}" in html, f"{f['id']}: estimate {f['estimate']:+.3f} not on the page"
+    # make SFT far less similar than PT in every layer: F3 (SFT below PT early) must now hold
+    mask = (sim["comparison"] == "SFT vs control") & (sim["measure"] == "linear_cka") & (sim["pooling"] == "last")
+    pt = sim[(sim["comparison"] == "PT vs control") & (sim["measure"] == "linear_cka") & (sim["pooling"] == "last")]
+    lookup = pt.set_index(["task", "layer"])["value"]
+    sim.loc[mask, "value"] = [lookup[(t, l)] - 0.5 + 0.01 * i for i, (t, l) in enumerate(zip(sim.loc[mask, "task"], sim.loc[mask, "layer"]))]
+    sim.to_parquet(table, index=False)
+    changed = findings_table(evaluate_findings(sim, heldout_tasks=spec.heldout_tasks, seed=spec.data.seed))
+    f3 = changed.set_index("id").loc["F3"]
+    assert f3["verdict"] == "holds" and f3["estimate"] < -0.4
+    cmd = [sys.executable, "-m", "layerwise", "book", "--spec", "specs/smoke.yaml",
+           "--set", f"output_dir={root / 'run'}", "--book-dir", str(root / "book")]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=1800,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    new_html = page.read_text()
+    assert new_html != html and f"{f3['estimate']:+.3f}" in new_html

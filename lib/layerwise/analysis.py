@@ -278,8 +278,10 @@ def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling
         b = find_bands(sub, measure=measure, experimental=SFT, reference=PT, tasks=seen, n_boot=n_boot, seed=seed)
         score, ident = b.transition_score, b.identifiable
         v4 = "holds" if ident else ("does not hold" if score < 0.5 else "inconclusive")
-        lo4, hi4 = b.ci["last_shared"][0], b.ci["last_transition"][1]
-        detail = (f"bands {', '.join(f'{k} {s}-{e_}' for k, (s, e_) in b.layers.items())} of {L}; rise {b.rise:+.3f}, "
+        lo4 = hi4 = float("nan")  # the score has no interval; the boundaries' intervals are in the detail
+        (s1, e1), (s2, e2) = b.ci["last_shared"], b.ci["last_transition"]
+        detail = (f"bands {', '.join(f'{k} {s}-{e_}' for k, (s, e_) in b.layers.items())} of {L} (last shared layer "
+                  f"95% CI [{s1:g}, {e1:g}], last transition layer [{s2:g}, {e2:g}]); rise {b.rise:+.3f}, "
                   f"rise/noise {b.rise_z:.1f}, sharpness {b.sharpness:.2f}, score {score:.2f}")
     except ValueError as exc:
         score, v4, lo4, hi4, detail = float("nan"), "inconclusive", float("nan"), float("nan"), f"band rule not applicable: {exc}"

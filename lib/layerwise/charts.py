@@ -315,7 +315,7 @@ def comparison_lines(sim: pd.DataFrame, *, comparisons: list[str], facet: str = 
     sel = alt.selection_point(fields=["comparison"], bind="legend")
     base = alt.Chart(med).encode(
         x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
-        color=alt.Color("comparison:N", sort=order, title=None),
+        color=alt.Color("comparison:N", sort=order, title=None, legend=alt.Legend(labelLimit=240, orient="bottom", columns=2)),
         opacity=alt.condition(sel, alt.value(1.0), alt.value(0.1)),
     )
     band = base.mark_area(opacity=0.12).encode(y=alt.Y("min:Q", title="similarity (median over tasks; band: min-max)"), y2="max:Q")
@@ -342,7 +342,7 @@ def task_comparison_chart(sim: pd.DataFrame, *, comparisons: list[str], title: s
         .encode(
             x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
             y=alt.Y("value:Q", title="CKA", scale=alt.Scale(zero=False)),
-            color=alt.Color("comparison:N", sort=order, title=None),
+            color=alt.Color("comparison:N", sort=order, title=None, legend=alt.Legend(labelLimit=240, orient="bottom", columns=2)),
             tooltip=["task", "comparison", "layer", alt.Tooltip("value:Q", format=".3f")],
         )
         .properties(width=230, height=180)

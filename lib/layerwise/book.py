@@ -126,6 +126,53 @@ def execute_notebook(
     return out
 
 
+def _inputs_key(spec_path: str, overrides: Sequence[str]) -> str:
+    """Key of everything a notebook's output depends on besides its own source: the validated spec,
+    the library's source code and the result tables on disk (names, sizes, modification times)."""
+    from .cache import content_key
+    from .spec import load_spec
+
+    spec = load_spec(spec_path, list(overrides))
+    import hashlib
+
+    lib = sorted((p.relative_to(PROJECT_ROOT).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
+                 for p in (PROJECT_ROOT / "lib" / "layerwise").rglob("*.py"))
+    out = spec.output_path
+    tables = sorted((p.relative_to(out).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                    for sub in ("tables", "adapters", "evaluation") if (out / sub).is_dir()
+                    for p in (out / sub).rglob("*") if p.is_file() and ".work" not in p.parts)
+    return content_key({"spec": spec.to_dict(), "lib": lib, "tables": tables, "env": os.environ.get("LAYERWISE_CHART_MODE", "book")})
+
+
+def _notebook_key(name: str, inputs: str) -> str:
+    from .cache import content_key
+
+    src = (PROJECT_ROOT / "notebooks" / f"{name}.py").read_text(encoding="utf-8")
+    return content_key({"source": src, "inputs": inputs})
+
+
+def _stored_key(path: Path) -> str | None:
+    """The input key recorded in an executed notebook (None if absent or unreadable)."""
+    import nbformat
+
+    if not path.is_file():
+        return None
+    try:
+        return nbformat.read(str(path), as_version=4).metadata.get("layerwise", {}).get("inputs_key")
+    except Exception:  # a corrupt file is simply re-executed
+        return None
+
+
+def _store_key(path: Path, key: str) -> None:
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["layerwise"] = {"inputs_key": key}
+    tmp = path.with_name(f".{path.name}.key.tmp")
+    nbformat.write(nb, str(tmp))
+    os.replace(tmp, path)
+
+
 def _hide_parameter_cells(path: Path) -> None:
     """Tag the default and injected parameter cells ``remove-cell``: the notebook shows the spec itself."""
     import nbformat
@@ -171,8 +218,15 @@ def build_book(
             shutil.copy2(page, book_dir / page.name)
     write_vega_bundle(book_dir / "_static")
     params = {"spec_path": str(spec_path), "overrides": list(overrides)}
+    inputs = _inputs_key(spec_path, overrides)
     for name in notebooks or notebook_names():
+        out = book_dir / "executed" / f"{name}.ipynb"
+        key = _notebook_key(name, inputs)
+        if notebooks is None and _stored_key(out) == key:
+            print(f"[layerwise] {name}: unchanged, not re-executed", flush=True)
+            continue
         execute_notebook(name, parameters=params, book_dir=book_dir)
+        _store_key(out, key)
     cmd = [
         str(Path(sys.executable).parent / "jupyter-book"), "build", str(book_dir),
         "--config", str(PROJECT_ROOT / "_config.yml"), "--toc", str(PROJECT_ROOT / "_toc.yml"),

@@ -29,7 +29,10 @@ def open_run(spec_path: str, overrides: Sequence[str] | dict[str, Any] = ()):
 def spec_table(run) -> pd.DataFrame:
     """The settings of a run as a two-column table (setting, value) for display."""
     d = run.spec.to_dict()
-    rows = [("name", d["name"]), ("base model", d["base_model"]), ("tasks", ", ".join(d["tasks"]))]
+    rows = [("name", d["name"]), ("description", d["description"]), ("base model", d["base_model"]),
+            ("tasks", ", ".join(d["tasks"])), ("held-out tasks", ", ".join(d["heldout_tasks"]) or "none"),
+            ("experimental model", d["experimental_model"] or "SFT adapter trained on all tasks"),
+            ("baselines", ", ".join(d["baselines"])), ("measures", ", ".join(d["measures"]))]
     for section in ("data", "training", "extraction"):
         for k, v in d[section].items():
             rows.append((f"{section}.{k}", ", ".join(map(str, v)) if isinstance(v, list) else v))

@@ -7,8 +7,9 @@ float32 hidden states (anisotropic, with large per-feature offsets, like LLM sta
 * authors' route (``zsquaredz/layer_by_layer`` ``analysis/cka.py``): per comparison, cast both
   ``(n, d)`` matrices to float64, drop NaN rows, centre the columns and evaluate
   ``||X^T Y||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` in feature space, each comparison from scratch;
-* layerwise, cold: build each model's centred Gram per layer once (``GramCache``, float64
-  compute, float32 storage) and evaluate both comparisons from the Grams;
+* layerwise, cold: build each model's centred Gram per layer once (``GramCache``, float32
+  storage: column means removed in float64, float32 ``ssyrk`` product, re-centred in float64)
+  and evaluate both comparisons from the Grams;
 * layerwise, warm: the Grams are already cached (as when a second measure, the debiased column,
   a bootstrap or a later analysis notebook reuses them).
 

@@ -280,8 +280,83 @@ def test_centered_gram_is_HXXH(XY):
     K = centered_gram(X.astype(np.float32))
     assert K.dtype == np.float64 and K.shape == (60, 60)
     X32 = X.astype(np.float32).astype(np.float64)
-    np.testing.assert_allclose(K, H @ X32 @ X32.T @ H, atol=1e-10)
+    np.testing.assert_allclose(K, H @ X32 @ X32.T @ H, atol=1e-10)  # all-float64 for any dtype
     np.testing.assert_array_equal(K, K.T)
+    # the float32-product route of GramCache(storage_dtype="float32")
+    K32 = sim._centered_grams_float32(X[None].astype(np.float32))[0]
+    np.testing.assert_allclose(K32, K, atol=1e-6 * np.abs(K).max())
+    np.testing.assert_array_equal(K32, K32.T)
+    np.testing.assert_allclose(K32.sum(axis=0), 0.0, atol=1e-12 * np.abs(K).sum())
+
+
+def llm_like_states(n: int, d: int, seed: int, massive: float = 3e4) -> np.ndarray:
+    """float32 states like an LLM residual stream: log-normal feature scales, large per-feature
+    offsets, a few low-rank high-variance directions and "massive activations" (a handful of
+    features with values ~3e4, as in Gemma/Llama residual streams)."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, d)) * np.exp(rng.normal(0, 1, d)) + 10 * rng.normal(size=d)
+    U = np.linalg.qr(rng.standard_normal((d, 4)))[0]
+    Z += (rng.standard_normal((n, 4)) * [3e3, 1e3, 300, 100]) @ U.T
+    for j in rng.choice(d, 3, replace=False):
+        Z[:, j] += massive * (1 + 0.05 * rng.standard_normal(n))
+    return Z.astype(np.float32)
+
+
+@pytest.mark.parametrize("n, d", [(1000, 2048), (3000, 512)])
+def test_float32_gram_route_within_1e6_of_float64_at_scale(n, d):
+    """GramCache's float32 product of float64-centred states against the all-float64 Gram."""
+    base = llm_like_states(n, d, 0)
+    rng = np.random.default_rng(1)
+    mats = [
+        base,
+        (0.6 * base + 0.4 * llm_like_states(n, d, 2)).astype(np.float32),  # related (CKA ~0.9)
+        llm_like_states(n, d, 3),  # unrelated
+        base + (50 * rng.standard_normal(base.shape)).astype(np.float32),  # near-identical
+    ]
+    fast = [sim._centered_grams_float32(M[None])[0] for M in mats]
+    ref = [centered_gram(M) for M in mats]
+    for Kf, Kr in zip(fast, ref):
+        assert np.abs(Kf - Kr).max() <= 2e-6 * np.abs(Kr).max()
+        np.testing.assert_array_equal(Kf, Kf.T)
+    for i in range(len(mats)):
+        for j in range(i, len(mats)):
+            for debiased in (False, True):
+                want = cka_from_grams(ref[i], ref[j], debiased=debiased)
+                got = cka_from_grams(fast[i], fast[j], debiased=debiased)
+                assert got == pytest.approx(want, abs=1e-6)
+    # cross-check one pair against the authors' feature route, in float64 from the same states
+    assert cka_from_grams(fast[0], fast[1]) == pytest.approx(ref_feature_cka(mats[0], mats[1]), abs=1e-6)
+
+
+def test_float32_gram_route_inputs_nonfinite_and_constants():
+    torch = pytest.importorskip("torch")
+    f32 = sim._centered_grams_float32
+    A = np.stack([llm_like_states(50, 40, s, massive=300.0) for s in range(3)])
+    A0 = A.copy()
+    want = sim.centered_grams(A)
+    tol = 2e-6 * np.abs(want).max()
+    np.testing.assert_allclose(f32(A), want, atol=tol)
+    np.testing.assert_allclose(f32(A.astype(np.float64)), want, atol=tol)  # float64 states
+    np.testing.assert_array_equal(f32(torch.from_numpy(A)), f32(A))
+    bf = torch.from_numpy(A).to(torch.bfloat16)
+    np.testing.assert_allclose(f32(bf), sim.centered_grams(bf), atol=tol)
+    A16 = A.astype(np.float16)
+    np.testing.assert_allclose(f32(A16), sim.centered_grams(A16), atol=tol)
+    np.testing.assert_array_equal(A, A0)  # inputs not mutated
+    # non-finite rows: NaN row/column, the rest equals the Gram of the finite rows
+    for B in (A.copy(), A.astype(np.float64)):
+        B[1, 7, 3] = np.nan
+        G = f32(B)
+        assert np.isnan(G[1, 7]).all() and np.isnan(G[1][:, 7]).all() and np.isfinite(G[[0, 2]]).all()
+        keep = np.setdiff1d(np.arange(50), [7])
+        np.testing.assert_allclose(G[1][np.ix_(keep, keep)], centered_gram(B[1][keep]), atol=tol)
+    # all-constant input: exactly zero, and CKA refuses it
+    Z = np.full((3, 20, 5), 7.25, dtype=np.float32)
+    assert not f32(Z).any()
+    with pytest.raises(ValueError, match="zero variance"):
+        cka_from_grams(f32(Z)[0], centered_gram(A[0, :20]))
+    with pytest.raises(ValueError, match="3 dimensions"):
+        f32(A[0])
 
 
 def test_centered_gram_nan_rows_marked_and_dropped_jointly(XY):
@@ -747,3 +822,34 @@ def test_gram_cache_memory_only():
     G = cache.get_or_compute("m", "t", X[None])
     assert cache.path("m", "t") is None
     np.testing.assert_allclose(G[0], centered_gram(X), atol=1e-6 * np.abs(G).max())
+
+
+def test_gram_cache_linear_fast_path_matches_explicit_centring(tmp_path):
+    """compare(linear_cka) centres the stored Grams implicitly; it must equal explicit centring,
+    also for Grams that were stored uncentred (put() of raw X X^T)."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(2, 40, 7)) + 3.0
+    Y = 0.5 * X + rng.normal(size=(2, 40, 7)) - 1.0
+    cache = sim.GramCache(storage_dtype="float64")
+    cache.put("x", "t", np.einsum("lij,lkj->lik", X, X))  # raw, uncentred Grams
+    cache.put("y", "t", np.einsum("lij,lkj->lik", Y, Y))
+    want = [ref_cka(X[i] - X[i].mean(0), Y[i] - Y[i].mean(0)) for i in range(2)]
+    np.testing.assert_allclose(cache.compare("x", "y", "t"), want, atol=1e-12)
+    np.testing.assert_allclose(cache.compare("x", "y", "t", layers=[1]), want[1:], atol=1e-12)
+    # float32 storage: fast path equals the generic Gram-form route on the same stored values
+    c32 = sim.GramCache(tmp_path, storage_dtype="float32")
+    c32.get_or_compute("x", "t", X.astype(np.float32))
+    c32.get_or_compute("y", "t", Y.astype(np.float32))
+    generic = [cka_from_grams(c32.get("x", "t", i), c32.get("y", "t", i)) for i in range(2)]
+    np.testing.assert_allclose(c32.compare("x", "y", "t"), generic, atol=1e-12)
+    np.testing.assert_allclose(c32.compare("x", "y", "t"), want, atol=1e-6)
+    # get_or_compute returns exactly what get() returns
+    np.testing.assert_array_equal(c32.get_or_compute("x", "t", None), c32.get("x", "t"))
+    fresh = sim.GramCache()
+    G = fresh.get_or_compute("x", "t", X.astype(np.float32))
+    np.testing.assert_array_equal(G, fresh.get("x", "t"))
+    cz = sim.GramCache()
+    cz.put("z", "t", np.zeros((1, 40, 40)))
+    cz.put("x", "t", cache.get("x", "t")[:1])
+    with pytest.raises(ValueError, match="zero variance"):
+        cz.compare("z", "x", "t")

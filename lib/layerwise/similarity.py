@@ -37,15 +37,28 @@ NaN / inf
     aligns with other models' Grams), and every Gram-form measure drops rows jointly from that mark.
 
 Precision
-    All arithmetic is float64: inputs of any float dtype (float16/bfloat16/float32/float64, NumPy
-    or torch) are copied to float64, centred in float64 and multiplied in float64 GEMMs. On this
-    project's CPUs a float64 ``n x n`` Gram at n=1000, d=4096 takes ~0.1 s, so float32 buys little
-    speed and is used in one place only: :class:`GramCache` may *store* Grams in float32
-    (``storage_dtype``) to halve disk and memory. That is safe because the Gram is computed and
-    centred in float64 before rounding, so each stored entry carries a relative error of at most
-    2**-24 ~ 6e-8, and CKA (a ratio of sums of n^2 such entries) moves by less than ~1e-7; the
-    test suite checks the float32-stored result against float64 to 1e-6. Re-centring after the
-    round-trip is idempotent and removes any offset the rounding adds.
+    Centring and accumulation are float64 everywhere; float32 is used in two places only.
+
+    1. *Gram products in the float32-storage cache.* :class:`GramCache` with
+       ``storage_dtype="float32"`` (the default, used by the pipeline) builds each Gram with a
+       float32 BLAS ``ssyrk`` on data whose column means were removed with float64 accumulation
+       (states stored in float32 or lower are read as float32; float64 states are centred in
+       float64, then rounded), and re-centres the product in float64
+       (:func:`_gram_float32_centred`). Centring first is what makes this safe: the float32
+       product then carries rounding relative to the *spread* of the features, not to their
+       offsets (a float32 Gram of uncentred states drifts ~1e-4 in CKA at n=5000). Measured
+       against the all-float64 Gram on LLM-like states (log-normal feature scales, offsets,
+       massive activations of 3e4): entries within 4e-7 of ``max|K|``, linear and debiased CKA
+       within 4e-10 at n=1000-5000, d=1024-4096; the tests assert 1e-6 at n=1000 x d=2048 and
+       n=3000 x d=512. It is 2-3x faster than the float64 product on this project's CPUs, and
+       the stored Gram is rounded to float32 afterwards anyway. Everything else --
+       :func:`centered_gram`, :func:`centered_grams`, :func:`linear_cka`, the feature-form
+       measures, ``GramCache(storage_dtype="float64")`` -- multiplies in float64 for any input
+       dtype.
+    2. *Storage.* :class:`GramCache` may *store* Grams in float32 (``storage_dtype``) to halve
+       disk and memory: each stored entry carries a relative error of at most 2**-24 ~ 6e-8 of
+       itself, and CKA (a ratio of sums of n^2 such entries) moves by less than ~1e-7 (tested to
+       1e-6). Stored Grams are re-centred (explicitly, or implicitly for linear CKA) before use.
 
 Errors
     ``ValueError`` for mismatched numbers of rows, fewer rows than a measure needs (debiased
@@ -270,12 +283,83 @@ def _constant_error(name: str) -> ValueError:
 # --------------------------------------------------------------------------------------------
 
 
+def _float32_input(X: Any) -> np.ndarray | None:
+    """``X`` as a float32 NumPy array if it is stored in float32 or lower precision, else None.
+
+    float32 is returned as is (no copy; callers must not write to it); float16 / bfloat16 are
+    widened to float32 exactly. Anything else (float64, integers, lists) gives None.
+    """
+    if _is_torch(X):
+        if not X.is_floating_point() or X.element_size() > 4 or X.is_complex():
+            return None
+        return X.detach().to("cpu").float().numpy()
+    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.dtype.itemsize <= 4:
+        return X if X.dtype == np.float32 else X.astype(np.float32)
+    return None
+
+
+def _gram_float32_centred(
+    X32: np.ndarray, out: np.ndarray | None = None, work: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """Centred Gram of finite float32 rows: float64 centring, float32 GEMM, float64 re-centring.
+
+    1. Column means are accumulated in float64 (``mean(dtype=float64)``) and rounded once to
+       float32 (``m32``).
+    2. ``Xc = X - m32`` in float32. Each difference of two float32 numbers is correctly rounded
+       (and exact whenever ``x`` and ``m32`` are within a factor of 2, the usual case for
+       features with large offsets), so ``Xc`` equals the float64-centred data rounded to
+       float32, plus a per-column constant ``m64 - m32`` (half an ulp of the mean).
+    3. ``Xc Xc^T`` with a float32 symmetric rank-k update (BLAS ``ssyrk`` behind NumPy's
+       ``A @ A.T``: half the FLOPs of a GEMM, exactly symmetric).
+    4. The result is widened to float64 and double-centred in float64, which removes the
+       per-column constant of step 2 exactly (``H`` annihilates column offsets).
+
+    What remains is float32 *product* rounding on centred data: measured entry errors up to
+    ~4e-7 of ``max|K|`` and CKA within 4e-10 of the all-float64 route at n = 1000-5000,
+    d = 1024-4096 with LLM-like anisotropic states (offsets and massive activations up to
+    3e4); see the module docstring "Precision". A float32 Gram of *uncentred* states (no steps
+    1-2) is ~100x worse and drifts with n.
+
+    Args:
+        X32: ``(n, d)`` float32, all rows finite. out: optional ``(n, n)`` float64 destination.
+        work: optional dict of scratch buffers reused across calls of equal shape.
+    """
+    n = X32.shape[0]
+    if out is None:
+        out = np.empty((n, n), dtype=np.float64)
+    if not X32.size:
+        out[...] = 0.0
+        return out
+    work = {} if work is None else work
+    m32 = X32.mean(axis=0, dtype=np.float64).astype(np.float32)
+    Xc = work.get("xc")
+    if Xc is None or Xc.shape != X32.shape:
+        Xc = work["xc"] = np.empty(X32.shape, dtype=np.float32)
+    np.subtract(X32, m32, out=Xc)
+    K32 = work.get("k32")
+    if K32 is None or K32.shape != (n, n):
+        K32 = work["k32"] = np.empty((n, n), dtype=np.float32)
+    np.matmul(Xc, Xc.T, out=K32)  # ssyrk: exactly symmetric
+    # H K H = K - (r_i + r_j - g), row means r accumulated in float64; widened and centred in
+    # one pass, symmetric term by term (so the result stays exactly symmetric)
+    r = K32.mean(axis=1, dtype=np.float64)
+    corr = work.get("corr")
+    if corr is None or corr.shape != (n, n):
+        corr = work["corr"] = np.empty((n, n), dtype=np.float64)
+    np.add.outer(r, r, out=corr)
+    corr -= r.mean()
+    np.subtract(K32, corr, out=out)
+    return out
+
+
 def centered_gram(X: Any) -> np.ndarray:
     """Double-centred linear Gram matrix ``K = H X X^T H`` with ``H = I - 11^T / n``.
 
     Computed as ``Xc Xc^T`` where ``Xc`` is ``X`` with column means removed in float64 (equal to
     ``H X X^T H`` and numerically better: hidden states carry large per-feature offsets, which
-    centring the Gram afterwards would cancel catastrophically).
+    centring the Gram afterwards would cancel catastrophically). All-float64 for any input dtype
+    (:class:`GramCache` with float32 storage uses a float32 product instead, see the module
+    docstring "Precision").
 
     Args:
         X: ``(n, d)`` array-like, any float dtype (NumPy or torch).
@@ -289,11 +373,8 @@ def centered_gram(X: Any) -> np.ndarray:
         ValueError: ``X`` is not 2-D.
     """
     X = as_float64(X, "X")
-    if np.isfinite(X.sum(axis=1)).all():  # cheap test; a finite row sum means a finite row
-        ok = np.ones(X.shape[0], dtype=bool)
-    else:
-        ok = np.isfinite(X).all(axis=1)
-    if ok.all():
+    ok = _finite_row_mask(X)
+    if ok is None:
         Xc = _center_columns(X, "X")
         return Xc @ Xc.T  # numpy uses a symmetric rank-k update (syrk): exactly symmetric
     n = X.shape[0]
@@ -304,12 +385,60 @@ def centered_gram(X: Any) -> np.ndarray:
     return K
 
 
+def _finite_row_mask(X: np.ndarray) -> np.ndarray | None:
+    """None if every row of ``X`` is finite, else the boolean mask of finite rows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(X.sum(axis=1)).all():  # cheap test; a finite row sum means a finite row
+            return None
+    return np.isfinite(X).all(axis=1)
+
+
 def centered_grams(A: Any) -> np.ndarray:
     """:func:`centered_gram` for every layer: ``A (L, n, d)`` -> ``(L, n, n)`` float64."""
     shape = tuple(A.shape) if hasattr(A, "shape") else np.shape(A)
     if len(shape) != 3:
         raise ValueError(f"A must have 3 dimensions (n_layers, n, d), got shape {shape}")
-    return np.stack([centered_gram(A[i]) for i in range(len(A))])
+    out = np.empty((shape[0], shape[1], shape[1]), dtype=np.float64)
+    for i in range(shape[0]):
+        out[i] = centered_gram(A[i])
+    return out
+
+
+def _centered_grams_float32(A: Any) -> np.ndarray:
+    """:func:`centered_grams` with float32 products (:func:`_gram_float32_centred`).
+
+    Used by :class:`GramCache` when it stores float32. States stored in float32 or lower are
+    centred with float64 means directly; float64 states are centred in float64 first and the
+    centred values rounded to float32. Non-finite rows are marked NaN as in
+    :func:`centered_gram`.
+    """
+    shape = tuple(A.shape) if hasattr(A, "shape") else np.shape(A)
+    if len(shape) != 3:
+        raise ValueError(f"A must have 3 dimensions (n_layers, n, d), got shape {shape}")
+    A32 = _float32_input(A)  # one conversion for the stack (torch / float16 / bfloat16)
+    n = shape[1]
+    out = np.empty((shape[0], n, n), dtype=np.float64)
+    work: dict[str, np.ndarray] = {}
+    for i in range(shape[0]):
+        if A32 is not None:
+            X32 = A32[i]
+        else:
+            X = as_float64(A[i], "A[i]")
+            ok = _finite_row_mask(X)
+            if ok is None:
+                X32 = _center_columns(X, "X").astype(np.float32)
+            else:
+                X32 = np.full(X.shape, np.nan, dtype=np.float32)
+                if ok.any():
+                    X32[ok] = _center_columns(X[ok], "X")
+        ok = _finite_row_mask(X32)
+        if ok is None:
+            _gram_float32_centred(X32, out=out[i], work=work)
+        else:
+            out[i] = np.nan
+            if ok.any():
+                out[i][np.ix_(ok, ok)] = _gram_float32_centred(np.ascontiguousarray(X32[ok]))
+    return out
 
 
 def center_gram(K: Any) -> np.ndarray:
@@ -1352,10 +1481,15 @@ class GramCache:
     content key of the hidden states). Files are written atomically (temporary sibling, then
     rename), so a file either exists complete or not at all; one writer per file.
 
-    Precision: Grams are computed and centred in float64; ``storage_dtype="float32"`` (default)
-    rounds each entry once (relative error <= 6e-8), which moves CKA by < 1e-7 and is checked to
-    1e-6 by the tests; use ``"float64"`` for bit-exact reuse. Values returned by :meth:`get` are
-    float64.
+    Precision: Grams are centred in float64. With ``storage_dtype="float32"`` (default) the
+    product is a float32 ``ssyrk`` on the centred data (entries within ~4e-7 of ``max|K|``, CKA
+    within ~1e-9 of float64; module docstring "Precision") and each stored entry is rounded once
+    more (relative error <= 6e-8); together they move CKA by < 1e-8 and are checked to 1e-6 by
+    the tests. ``"float64"`` computes with :func:`centered_grams` (all float64) for bit-exact
+    reuse. Values
+    returned by :meth:`get` are float64. ``compare(measure="linear_cka")`` centres the stored
+    Grams implicitly (row sums, float64 accumulation of the stored values), so it needs no
+    float64 copy of them.
 
     Args:
         directory: where to persist (None = memory only).
@@ -1381,6 +1515,7 @@ class GramCache:
         self.max_in_memory = int(max_in_memory)
         self._mem: dict[tuple[str, str], np.ndarray] = {}
         self._f64: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._lin: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.n_computed = 0  # Gram stacks computed (not loaded) by this instance
 
     # ---- keys and paths ------------------------------------------------------------------
@@ -1406,7 +1541,10 @@ class GramCache:
     # ---- write ---------------------------------------------------------------------------
     def put(self, model: str, task: str, grams: Any, *, metadata: Mapping[str, Any] | None = None) -> None:
         """Store a ``(n_layers, n, n)`` stack of centred Grams (float64 in; stored in ``storage_dtype``)."""
-        G = as_float64(grams, "grams", ndim=3)
+        if isinstance(grams, np.ndarray) and grams.dtype == np.float64 and grams.ndim == 3:
+            G = grams  # read only below: no float64 copy needed
+        else:
+            G = as_float64(grams, "grams", ndim=3)
         if G.shape[1] != G.shape[2]:
             raise ValueError(f"grams must have shape (n_layers, n, n), got {G.shape}")
         stored = G.astype(self.storage_dtype)
@@ -1476,6 +1614,35 @@ class GramCache:
                 self._f64.pop(next(iter(self._f64)))
         return memo[1], memo[2], memo[3]
 
+    def _linear_stats(self, model: str, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Stored Grams with what linear CKA needs to centre them implicitly (memoised).
+
+        For a stored (float32- or float64-rounded) Gram ``A`` with row sums ``a`` and total
+        ``s``, ``<H A H, H B H> = <A, B> - 2 a.b / n + s_A s_B / n^2`` exactly; so linear CKA
+        needs only ``a``, ``s`` and one inner product per comparison, accumulated in float64
+        straight from the stored values (products of two float32 numbers are exact in float64),
+        with no float64 copy and no re-centring pass. Since the stored Grams are centred up
+        to rounding, ``a`` is tiny and the correction terms cancel nothing of significance.
+
+        Returns:
+            ``(G, a (L, n), s (L,), |H A H|_F^2 (L,), finite)``.
+        """
+        key = (model, task)
+        G = self._load(model, task)
+        memo = self._lin.get(key)
+        if memo is None or memo[0] is not G:
+            L, n = G.shape[0], G.shape[1]
+            finite = bool(np.isfinite(np.diagonal(G, axis1=1, axis2=2)).all())
+            a = G.sum(axis=2, dtype=np.float64)  # row sums (L, n)
+            s = a.sum(axis=1)
+            raw = np.array([np.einsum("ij,ij->", G[i], G[i], dtype=np.float64) for i in range(L)])
+            norms = raw - 2.0 * np.einsum("li,li->l", a, a) / n + s * s / (n * n)
+            memo = (G, a, s, norms, finite)
+            self._lin[key] = memo
+            while len(self._lin) > max(self.max_in_memory, 0):
+                self._lin.pop(next(iter(self._lin)))
+        return memo
+
     def get(self, model: str, task: str, layer: int | None = None) -> np.ndarray:
         """Cached Grams as float64: ``(n_layers, n, n)``, or ``(n, n)`` for one ``layer``.
 
@@ -1508,10 +1675,14 @@ class GramCache:
         except KeyError:
             pass
         H = hidden() if callable(hidden) else hidden
-        G = centered_grams(H)
+        # float32 storage: float32 products of float64-centred states (module doc "Precision")
+        G = _centered_grams_float32(H) if self.storage_dtype == np.float32 else centered_grams(H)
         self.n_computed += 1
         self.put(model, task, G, metadata=metadata)
-        return self.get(model, task)
+        # == self.get(model, task): the stored values as float64, written into our own private
+        # buffer instead of a fresh allocation
+        np.copyto(G, self._load(model, task))
+        return G
 
     def compare(
         self,
@@ -1535,21 +1706,28 @@ class GramCache:
                 Grams of different sizes.
         """
         m = get_measure(measure)
-        GA, na, fa = self._float64(model_a, task)
-        GB, nb, fb = self._float64(model_b, task)
-        if GA.shape[1:] != GB.shape[1:]:
+        SA, SB = self._load(model_a, task), self._load(model_b, task)
+        if SA.shape[1:] != SB.shape[1:]:
             raise ValueError(
                 f"cached Grams of {model_a!r} and {model_b!r} for task {task!r} have different "
-                f"numbers of examples: {GA.shape[1]} and {GB.shape[1]}"
+                f"numbers of examples: {SA.shape[1]} and {SB.shape[1]}"
             )
-        idx = list(range(min(GA.shape[0], GB.shape[0])) if layers is None else layers)
-        if m.name == "linear_cka" and not options and fa and fb:
-            # fast path: centred float64 Grams and their norms are memoised per model, so each
-            # comparison is one O(n^2) inner product (Kornblith et al. 2019, Eq. 2-3)
-            out = []
-            for i in idx:
-                if na[i] == 0.0 or nb[i] == 0.0:
-                    raise _constant_error(f"layer {i} of {model_a if na[i] == 0.0 else model_b!r}")
-                out.append(float(_inner(GA[i], GB[i])) / math.sqrt(na[i] * nb[i]))
-            return np.array(out, dtype=np.float64)
+        idx = list(range(min(SA.shape[0], SB.shape[0])) if layers is None else layers)
+        if m.name == "linear_cka" and not options:
+            GA, ra, sa, na, fa = self._linear_stats(model_a, task)
+            GB, rb, sb, nb, fb = self._linear_stats(model_b, task)
+            if fa and fb:
+                # fast path: each comparison is one O(n^2) inner product of the stored Grams,
+                # centred implicitly (see _linear_stats; Kornblith et al. 2019, Eq. 2-3)
+                n = GA.shape[1]
+                out = []
+                for i in idx:
+                    if na[i] <= 0.0 or nb[i] <= 0.0:
+                        raise _constant_error(f"layer {i} of {model_a if na[i] <= 0.0 else model_b!r}")
+                    xy = float(np.einsum("ij,ij->", GA[i], GB[i], dtype=np.float64))
+                    xy += -2.0 * float(ra[i] @ rb[i]) / n + float(sa[i] * sb[i]) / (n * n)
+                    out.append(xy / math.sqrt(na[i] * nb[i]))
+                return np.array(out, dtype=np.float64)
+        GA, na, fa = self._float64(model_a, task)
+        GB, nb, fb = self._float64(model_b, task)
         return np.array([m.from_grams(GA[i], GB[i], **options) for i in idx], dtype=np.float64)

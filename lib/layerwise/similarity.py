@@ -299,7 +299,10 @@ def _float32_input(X: Any) -> np.ndarray | None:
 
 
 def _gram_float32_centred(
-    X32: np.ndarray, out: np.ndarray | None = None, work: dict[str, np.ndarray] | None = None
+    X32: np.ndarray,
+    out: np.ndarray | None = None,
+    work: dict[str, np.ndarray] | None = None,
+    mean: np.ndarray | None = None,
 ) -> np.ndarray:
     """Centred Gram of finite float32 rows: float64 centring, float32 GEMM, float64 re-centring.
 
@@ -323,6 +326,7 @@ def _gram_float32_centred(
     Args:
         X32: ``(n, d)`` float32, all rows finite. out: optional ``(n, n)`` float64 destination.
         work: optional dict of scratch buffers reused across calls of equal shape.
+        mean: the float64 column means of ``X32``, if already computed.
     """
     n = X32.shape[0]
     if out is None:
@@ -331,7 +335,7 @@ def _gram_float32_centred(
         out[...] = 0.0
         return out
     work = {} if work is None else work
-    m32 = X32.mean(axis=0, dtype=np.float64).astype(np.float32)
+    m32 = (X32.mean(axis=0, dtype=np.float64) if mean is None else mean).astype(np.float32)
     Xc = work.get("xc")
     if Xc is None or Xc.shape != X32.shape:
         Xc = work["xc"] = np.empty(X32.shape, dtype=np.float32)
@@ -431,10 +435,13 @@ def _centered_grams_float32(A: Any) -> np.ndarray:
                 X32 = np.full(X.shape, np.nan, dtype=np.float32)
                 if ok.any():
                     X32[ok] = _center_columns(X[ok], "X")
-        ok = _finite_row_mask(X32)
-        if ok is None:
-            _gram_float32_centred(X32, out=out[i], work=work)
+        # float64 column means are finite iff every entry is (float32 values cannot overflow a
+        # float64 sum), so one pass gives both the means and the finiteness test
+        mean = X32.mean(axis=0, dtype=np.float64) if X32.shape[0] else None
+        if mean is None or np.isfinite(mean).all():
+            _gram_float32_centred(X32, out=out[i], work=work, mean=mean)
         else:
+            ok = np.isfinite(X32).all(axis=1)
             out[i] = np.nan
             if ok.any():
                 out[i][np.ix_(ok, ok)] = _gram_float32_centred(np.ascontiguousarray(X32[ok]))

@@ -364,7 +364,7 @@ class Run:
                 ev = self.tasks[task]["test"].select(range(min(n_eval, len(self.tasks[task]["test"]))))
                 longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in ev["target"])
                 res = evaluate_task(model, tokenizer, ev, kind=get_task(task).kind, task=task,
-                                    batch_size=self.spec.extraction.batch_size, max_new_tokens=min(64, longest + 4))
+                                    batch_size=self.spec.extraction.batch_size, max_new_tokens=min(40, longest + 4))
                 atomic_write_json(self._eval_path(slot, task), {k: v for k, v in res.items() if k != "predictions"}
                                   | {"predictions": res["predictions"][:5]})
             self.log(f"{slot.role:12s} {','.join(todo)}: evaluated in {time.perf_counter() - t0:.0f} s")

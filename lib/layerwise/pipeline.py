@@ -36,6 +36,8 @@ __all__ = ["Run", "ModelSlot", "ROLES", "comparison_name", "NULL_PREFIX"]
 
 #: Model roles, in the order the book shows them.
 ROLES = ("PT", "SFT", "held-out SFT", "random-init", "control")
+#: Cap on generated tokens in the task-level evaluation (each task: its longest reference + 4).
+_MAX_NEW_TOKENS = 40
 #: Prefix of the shuffled-row null comparisons ("shuffled SFT vs control", ...).
 NULL_PREFIX = "shuffled "
 
@@ -337,7 +339,7 @@ class Run:
             del model
 
     def _eval_path(self, slot: ModelSlot, task: str) -> Path:
-        key = content_key([self._test_key(task), self.spec.data.n_eval, "task-metric", 1])
+        key = content_key([self._test_key(task), self.spec.data.n_eval, "task-metric", _MAX_NEW_TOKENS])
         return self.out / "evaluation" / slot.label / f"{self.slug(task)}-metric-{key}.json"
 
     def evaluate(self, progress: bool = True) -> pd.DataFrame:
@@ -364,7 +366,7 @@ class Run:
                 ev = self.tasks[task]["test"].select(range(min(n_eval, len(self.tasks[task]["test"]))))
                 longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in ev["target"])
                 res = evaluate_task(model, tokenizer, ev, kind=get_task(task).kind, task=task,
-                                    batch_size=self.spec.extraction.batch_size, max_new_tokens=min(40, longest + 4))
+                                    batch_size=self.spec.extraction.batch_size, max_new_tokens=min(_MAX_NEW_TOKENS, longest + 4))
                 atomic_write_json(self._eval_path(slot, task), {k: v for k, v in res.items() if k != "predictions"}
                                   | {"predictions": res["predictions"][:5]})
             self.log(f"{slot.role:12s} {','.join(todo)}: evaluated in {time.perf_counter() - t0:.0f} s")

@@ -35,6 +35,25 @@ robust = {"debiased CKA": run.findings(measure="debiased_cka"), "mean-pooled sta
 markdown(run_summary_markdown(run))
 
 # %% [markdown]
+# ## At a glance
+#
+# Median over tasks, per layer, of the similarity between each model and the task's control
+# (shaded: minimum to maximum over tasks), with biased linear CKA (the paper's measure) on one side
+# and debiased CKA on the other. The shuffled-row null shows what the estimator gives for unpaired
+# examples; the random-init model what the architecture alone gives. Click a legend entry to
+# highlight it.
+
+# %% tags=["remove-input"]
+from layerwise.charts import comparison_lines
+
+sim = run.similarity()
+overview = sim[(sim["pooling"] == "last") & sim["measure"].isin(["linear_cka", "debiased_cka"])]
+comparison_lines(overview, comparisons=[c for c in ("PT vs control", "SFT vs control", "held-out SFT vs control",
+                                                    "random-init vs control", "shuffled SFT vs control")
+                                        if c in set(overview["comparison"])],
+                 title="Each model against the task's control, by layer")
+
+# %% [markdown]
 # ## The findings
 
 # %% tags=["remove-input"]

@@ -97,8 +97,9 @@ def test_every_page_renders_its_charts_without_console_errors(smoke_book):
         dom, console = _load_page(html_dir / "executed" / f"{name}.html")
         errors = [c for c in console if re.search(r"Uncaught|Error|Failed", c)]
         assert not errors, f"{name}: console errors {errors}"
-        n_charts = dom.count('class="layerwise-chart"')
-        drawn = len(re.findall(r'<div id="vega-[0-9a-f]+" class="layerwise-chart[^"]*"[^>]*>\s*<canvas', dom)) or dom.count('class="marks"')
+        # vega-embed adds its own classes to the chart's div and draws into a <canvas> or an <svg>
+        n_charts = len(re.findall(r'class="layerwise-chart[ "]', dom))
+        drawn = len(re.findall(r'<div id="vega-[0-9a-f]+" class="layerwise-chart[^"]*"[^>]*>\s*<(?:canvas|svg)', dom))
         assert n_charts >= 1 and drawn >= n_charts, f"{name}: {drawn} of {n_charts} charts drawn"
 
 

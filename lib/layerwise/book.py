@@ -137,10 +137,12 @@ def _inputs_key(spec_path: str, overrides: Sequence[str]) -> str:
 
     lib = sorted((p.relative_to(PROJECT_ROOT).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
                  for p in (PROJECT_ROOT / "lib" / "layerwise").rglob("*.py"))
-    out = spec.output_path
-    tables = sorted((p.relative_to(out).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                    for sub in ("tables", "adapters", "evaluation") if (out / sub).is_dir()
-                    for p in (out / sub).rglob("*") if p.is_file() and ".work" not in p.parts)
+    tables = []
+    for companion in [spec, *spec.companion_specs()]:  # the cross-model chapter reads the companions' tables
+        out = companion.output_path
+        tables += sorted((p.relative_to(out).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                         for sub in ("tables", "adapters", "evaluation") if (out / sub).is_dir()
+                         for p in (out / sub).rglob("*") if p.is_file() and ".work" not in p.parts)
     return content_key({"spec": spec.to_dict(), "lib": lib, "tables": tables, "env": os.environ.get("LAYERWISE_CHART_MODE", "book")})
 
 
@@ -219,6 +221,10 @@ def build_book(
     write_vega_bundle(book_dir / "_static")
     params = {"spec_path": str(spec_path), "overrides": list(overrides)}
     inputs = _inputs_key(spec_path, overrides)
+    for stale in sorted((book_dir / "executed").glob("*.ipynb")):
+        if stale.stem not in notebook_names():  # a renamed or removed chapter must not stay in the book
+            print(f"[layerwise] removing {stale.name}: not in _toc.yml", flush=True)
+            stale.unlink()
     for name in notebooks or notebook_names():
         out = book_dir / "executed" / f"{name}.ipynb"
         key = _notebook_key(name, inputs)

@@ -36,7 +36,7 @@ base = ["PT vs control", "SFT vs control", "random-init vs control", "shuffled P
 # %% [markdown]
 # ## Biased and debiased CKA with the baselines
 #
-# Median over tasks per layer (shaded: minimum to maximum over tasks). The shuffled lines show the
+# Median over tasks per layer (shaded: the middle half of the tasks, 25th to 75th percentile). The shuffled lines show the
 # estimator's floor at this number of examples; the random-init line what no learning gives.
 
 # %% tags=["remove-input"]

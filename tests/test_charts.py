@@ -58,3 +58,18 @@ def test_vega_bundle_is_written_once(tmp_path):
     assert p.stat().st_size > 100_000 and text.startswith("(function(){") and "window.vegaEmbed = vegaEmbed" in text
     mtime = p.stat().st_mtime_ns
     assert charts.write_vega_bundle(tmp_path).stat().st_mtime_ns == mtime
+
+
+def test_comparison_lines_band_is_translucent_and_linear_cka_comes_first(cka):
+    debiased = cka.assign(measure="debiased_cka", value=cka["value"] - 0.5)
+    both = pd.concat([debiased, cka])  # debiased rows first: the panel order must not follow them
+    spec = charts.comparison_lines(both, comparisons=["PT vs control", "SFT vs control"], title="t").to_dict()
+    assert spec["facet"]["sort"] == ["linear_cka", "debiased_cka"]
+    band, line = spec["spec"]["layer"]
+    assert band["mark"]["type"] == "area" and band["encoding"]["y"]["field"] == "q25" and band["encoding"]["y2"]["field"] == "q75"
+    # a full-opacity band would hide the lines of the other models
+    assert band["encoding"]["opacity"]["condition"]["value"] <= 0.25
+    assert line["encoding"]["opacity"]["condition"]["value"] == 1.0
+    rows = pd.DataFrame(spec["datasets"][spec["data"]["name"]])
+    pt1 = rows[(rows["measure"] == "linear_cka") & (rows["comparison"] == "PT vs control") & (rows["layer"] == 1)].iloc[0]
+    assert pt1["q25"] <= pt1["median"] <= pt1["q75"] and pt1["count"] == 2

@@ -310,23 +310,67 @@ def comparison_lines(sim: pd.DataFrame, *, comparisons: list[str], facet: str = 
     data = sim[sim["comparison"].isin(comparisons)]
     if tasks is not None:
         data = data[data["task"].isin(tasks)]
-    med = data.groupby([facet, "comparison", "layer"])["value"].agg(["median", "min", "max", "count"]).reset_index()
+    grouped = data.groupby([facet, "comparison", "layer"])["value"]
+    med = grouped.agg(["median", "min", "max", "count"])
+    med["q25"], med["q75"] = grouped.quantile(0.25), grouped.quantile(0.75)
+    med = med.reset_index()
     order = [c for c in _COMPARISON_ORDER if c in comparisons]
+    panels = list(dict.fromkeys(data[facet]))
+    if facet == "measure":  # linear CKA (the paper's measure) first, then the caller's order
+        panels.sort(key=lambda m: m != "linear_cka")
     sel = alt.selection_point(fields=["comparison"], bind="legend")
     base = alt.Chart(med).encode(
         x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
         color=alt.Color("comparison:N", sort=order, title=None, legend=alt.Legend(labelLimit=240, orient="bottom", columns=2)),
-        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.1)),
     )
-    band = base.mark_area(opacity=0.12).encode(y=alt.Y("min:Q", title="similarity (median over tasks; band: min-max)"), y2="max:Q")
+    # the band's opacity is an encoding of its own: a shared opacity encoding would override the mark's
+    band = base.mark_area().encode(
+        y=alt.Y("q25:Q", title="similarity (median over tasks; band: middle 50 %)"), y2="q75:Q",
+        opacity=alt.condition(sel, alt.value(0.18), alt.value(0.02)),
+    )
     line = base.mark_line(point=True).encode(
         y="median:Q",
-        tooltip=[facet, "comparison", "layer", alt.Tooltip("median:Q", format=".3f"), alt.Tooltip("min:Q", format=".3f"),
-                 alt.Tooltip("max:Q", format=".3f"), alt.Tooltip("count:Q", title="tasks")],
+        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.1)),
+        tooltip=[facet, "comparison", "layer", alt.Tooltip("median:Q", format=".3f"),
+                 alt.Tooltip("q25:Q", format=".3f", title="25th percentile"), alt.Tooltip("q75:Q", format=".3f", title="75th percentile"),
+                 alt.Tooltip("min:Q", format=".3f"), alt.Tooltip("max:Q", format=".3f"), alt.Tooltip("count:Q", title="tasks")],
     )
     return (
         (band + line).add_params(sel).properties(width=250, height=200)
-        .facet(facet=alt.Facet(f"{facet}:N", title=None), columns=2)
+        .facet(facet=alt.Facet(f"{facet}:N", title=None, sort=panels), columns=2)
+        .resolve_scale(y="independent")
+        .properties(title=title)
+    )
+
+
+def depth_profile_chart(profiles: pd.DataFrame, *, title: str) -> alt.Chart:
+    """Several models' median-over-tasks curves against relative depth, one panel per series.
+
+    Args:
+        profiles: :func:`layerwise.crossmodel.depth_profiles` rows (``model, series, layer,
+            n_layers, depth, median, q25, q75, n_tasks``); each model is a colour, its
+            interquartile band shaded. Clicking a legend entry highlights that model.
+    """
+    panels = list(dict.fromkeys(profiles["series"]))
+    sel = alt.selection_point(fields=["model"], bind="legend")
+    base = alt.Chart(profiles).encode(
+        x=alt.X("depth:Q", title="relative depth (layer / L)", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("model:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=320)),
+    )
+    band = base.mark_area().encode(
+        y=alt.Y("q25:Q", title="median over tasks (band: middle 50 %)"), y2="q75:Q",
+        opacity=alt.condition(sel, alt.value(0.15), alt.value(0.02)),
+    )
+    line = base.mark_line(point=True).encode(
+        y="median:Q",
+        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
+        tooltip=["model", "series", "layer", "n_layers", alt.Tooltip("depth:Q", format=".2f"),
+                 alt.Tooltip("median:Q", format=".3f"), alt.Tooltip("q25:Q", format=".3f", title="25th percentile"),
+                 alt.Tooltip("q75:Q", format=".3f", title="75th percentile"), alt.Tooltip("n_tasks:Q", title="tasks")],
+    )
+    return (
+        (band + line).add_params(sel).properties(width=250, height=200)
+        .facet(facet=alt.Facet("series:N", title=None, sort=panels), columns=3)
         .resolve_scale(y="independent")
         .properties(title=title)
     )

@@ -26,7 +26,7 @@ import numpy as np
 from .batching import batches, collate, encode
 from .cache import atomic_path
 
-__all__ = ["POOLINGS", "prompt_hidden_states", "last_token_hidden_states", "save_states", "load_states", "body_of"]
+__all__ = ["POOLINGS", "prompt_hidden_states", "last_token_hidden_states", "save_states", "has_states", "load_states", "body_of"]
 
 
 def body_of(model: Any) -> Any:
@@ -145,6 +145,23 @@ def save_states(path: Path, states: np.ndarray | dict[str, np.ndarray], ids: Seq
             metadata={"ids": json.dumps(list(ids)), "meta": json.dumps(meta)},
         )
     return path
+
+
+def has_states(path: Path, poolings: Sequence[str] = POOLINGS) -> bool:
+    """Whether ``path`` is a readable states file of :func:`save_states` holding every pooling in ``poolings``.
+
+    A missing, unreadable or older-format file (e.g. one without mean-pooled states) gives False,
+    so the caller recomputes it instead of failing later.
+    """
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return all(p in f.keys() for p in poolings) and "ids" in (f.metadata() or {})
+    except Exception:  # a truncated or foreign file is recomputed, not trusted
+        return False
 
 
 def load_states(path: Path, pooling: str = "last") -> tuple[np.ndarray, list[str], dict[str, Any]]:

@@ -111,6 +111,15 @@ class Run:
         """
         return cls(load_spec(path, overrides), verbose=verbose)
 
+    @cached_property
+    def companions(self) -> list["Run"]:
+        """The companion runs of ``spec.compare_models`` (same tasks and recipe, another base model).
+
+        See :meth:`layerwise.spec.RunSpec.companion_specs`; their outputs live under
+        ``<output_dir>/compare/<model slug>/``. Empty when the spec compares no other model.
+        """
+        return [Run(s, verbose=self.verbose) for s in self.spec.companion_specs()]
+
     def log(self, message: str) -> None:
         """Print a progress line (CLI runs); silent when ``verbose`` is False."""
         if self.verbose:
@@ -310,12 +319,12 @@ class Run:
         """For every model compute what is missing on its tasks: hidden states on the test prompts
         (last token and mean pooled) and the response loss on the first ``data.n_eval`` test
         examples. Each model is loaded once."""
-        from .extraction import prompt_hidden_states, save_states
+        from .extraction import has_states, prompt_hidden_states, save_states
         from .training import response_token_loss
 
         n_eval = self.spec.data.n_eval
         for slot in self.slots:
-            todo = [t for t in slot.tasks if not (self._states_path(slot, t).is_file() and self._loss_path(slot, t).is_file())]
+            todo = [t for t in slot.tasks if not (has_states(self._states_path(slot, t)) and self._loss_path(slot, t).is_file())]
             if not todo:
                 continue
             t0 = time.perf_counter()
@@ -324,7 +333,7 @@ class Run:
                 te = self.tasks[task]["test"]
                 prompts, targets, ids = list(te["prompt"]), list(te["target"]), list(te["id"])
                 sp = self._states_path(slot, task)
-                if not sp.is_file():
+                if not has_states(sp):
                     states = prompt_hidden_states(model, tokenizer, prompts, batch_size=self.spec.extraction.batch_size,
                                                   progress=progress and self.verbose, desc=f"{slot.role} {task}")
                     save_states(sp, states, ids, {"role": slot.role, "model": slot.model, "model_key": slot.key,

@@ -38,7 +38,7 @@ markdown(run_summary_markdown(run))
 # ## At a glance
 #
 # Median over tasks, per layer, of the similarity between each model and the task's control
-# (shaded: minimum to maximum over tasks), with biased linear CKA (the paper's measure) on one side
+# (shaded: the middle half of the tasks, 25th to 75th percentile), with biased linear CKA (the paper's measure) on one side
 # and debiased CKA on the other. The shuffled-row null shows what the estimator gives for unpaired
 # examples; the random-init model what the architecture alone gives. Click a legend entry to
 # highlight it.
@@ -74,3 +74,5 @@ markdown(findings_markdown(findings, robust))
 # - **Robustness** - debiased CKA, null and random-init baselines, other similarity measures,
 #   mean-pooled states.
 # - **Spectra** - singular-value spectra and effective rank per layer and model.
+# - **Across models** - the same design on a second base model; curves, bands and the cluster
+#   ranking compared in relative depth.

@@ -54,7 +54,12 @@ def _fetch(run) -> None:
           + ", ".join(f"{t} {a}+{b}" for t, (a, b) in sizes.items()), flush=True)
 
 
-def _compute(run) -> None:
+def _compute(run, *, evaluate: bool = True) -> None:
+    """Every stage of a run; then the same for each companion run (cross-model chapter).
+
+    Companion runs skip the task-level evaluation (the cross-model chapter reads similarity,
+    response loss and spectra only), which keeps their cost to training and extraction.
+    """
     _fetch(run)
     t0 = time.perf_counter()
     run.train()
@@ -64,9 +69,14 @@ def _compute(run) -> None:
     df = run.cka()
     print(f"[layerwise] hidden states + CKA table ready ({time.perf_counter() - t0:.0f} s, {len(df)} rows)", flush=True)
     t0 = time.perf_counter()
-    run.evaluate()
+    if evaluate:
+        run.evaluate()
     run.spectra()
-    print(f"[layerwise] task-level evaluation + spectra ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    done = "task-level evaluation + spectra" if evaluate else "spectra"
+    print(f"[layerwise] {done} ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    for companion in run.companions:
+        print(f"[layerwise] cross-model companion run: {companion.spec.base_model} -> {companion.out}", flush=True)
+        _compute(companion, evaluate=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,6 +170,10 @@ class RunSpec:
             and ``shuffled`` (rows of the experimental model's states permuted: the null).
         measures: similarity measures computed for the result table (names from
             ``layerwise.similarity.MEASURES``), or ``[all]`` for every measure with a Gram form.
+        compare_models: other base models (model strings) for the cross-model chapter. Each one
+            gets a *companion run* (:meth:`companion_specs`): this spec with only the base model
+            changed, so tasks, data, templates and recipe are identical and the models' curves and
+            bands can be compared in relative depth.
     """
 
     name: str = "default"
@@ -186,6 +190,7 @@ class RunSpec:
     experimental_model: str = ""
     baselines: tuple[str, ...] = ("random_init", "shuffled")
     measures: tuple[str, ...] = ("linear_cka", "debiased_cka")
+    compare_models: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not self.tasks:
@@ -216,9 +221,40 @@ class RunSpec:
         bad = [m for m in self.measures if m != "all" and m not in valid_measures]
         if bad:
             raise SpecError(f"unknown measure(s) {bad}; valid: {valid_measures + ['all']}")
+        if len(set(self.compare_models)) != len(self.compare_models):
+            raise SpecError(f"compare_models lists a model twice: {list(self.compare_models)}")
+        slugs = [model_slug(m) for m in self.compare_models]
+        if len(set(slugs)) != len(slugs):
+            raise SpecError(f"compare_models {list(self.compare_models)} map to the same folder names {slugs}")
         self.data.validate()
         self.training.validate()
         self.extraction.validate()
+
+    def companion_specs(self) -> list["RunSpec"]:
+        """One spec per model of ``compare_models``: this spec with only the base model changed.
+
+        The companion's name is ``"<name> / <model>"`` and its output folder
+        ``<output_dir>/compare/<model slug>`` (see :func:`model_slug`); it has no companions of its
+        own (a model equal to this spec's base model is skipped: `make book BASE_MODEL=X` with X
+        among ``compare_models`` compares X with the remaining ones), and it trains its own SFT
+        adapter even if this spec uses an off-the-shelf
+        ``experimental_model`` (a checkpoint of one base model is not an instruction-tuned version
+        of another).
+
+        Returns:
+            list of validated :class:`RunSpec`, in ``compare_models`` order (empty if none).
+        """
+        out = []
+        for model in self.compare_models:
+            if model == self.base_model:  # e.g. `BASE_MODEL=` set to the spec's comparison model
+                continue
+            companion = dataclasses.replace(
+                self, base_model=model, name=f"{self.name} / {model}", experimental_model="", compare_models=(),
+                output_dir=str(Path(self.output_dir) / "compare" / model_slug(model)),
+            )
+            companion.validate()
+            out.append(companion)
+        return out
 
     @property
     def output_path(self) -> Path:
@@ -233,6 +269,22 @@ class RunSpec:
     def key(self) -> str:
         """Content key of the whole spec."""
         return content_key(self.to_dict())
+
+
+def model_slug(model: str) -> str:
+    """A folder name for a model string: ``"meta-llama/Llama-2-7b-hf"`` -> ``"meta-llama--Llama-2-7b-hf"``.
+
+    Path separators become ``--``; other characters outside ``[A-Za-z0-9._-]`` become ``-``.
+
+    Raises:
+        SpecError: the model string is empty or has no usable character.
+    """
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(model).strip().strip("/").replace("/", "--")).strip("-.")
+    if not slug:
+        raise SpecError(f"model string {model!r} gives no usable folder name")
+    return slug
 
 
 #: Extra reference models a run can add next to PT and SFT.

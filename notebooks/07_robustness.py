@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Robustness: estimator bias, baselines, other measures, pooling
+# # Robustness: estimator bias, baselines, other measures, pooling, templates
 #
 # The paper uses one estimator (biased linear CKA), one pooling (the last prompt token) and no
 # baselines. Biased CKA between two *independent* random matrices is far above zero when the
@@ -15,6 +15,8 @@
 # - **other similarity measures**: RBF-kernel CKA, minibatch CKA, SVCCA, orthogonal Procrustes,
 #   mutual k-nearest neighbours and RSA;
 # - **mean-pooled states** instead of the last prompt token;
+# - **template variation**: the same test examples rendered with another of the task's instruction
+#   templates, read by every model;
 #
 # and re-evaluates the paper's findings under the variants, to say which conclusions survive.
 
@@ -24,6 +26,7 @@ overrides = []
 
 # %% tags=["remove-input"]
 import pandas as pd
+from IPython.display import display
 
 from layerwise.charts import comparison_lines
 from layerwise.report import markdown, open_run
@@ -76,9 +79,41 @@ comparison_lines(pool, comparisons=["PT vs control", "SFT vs control"], facet="p
                  title="Linear CKA of last-token and mean-pooled prompt states")
 
 # %% [markdown]
+# ## Template variation
+#
+# The first test examples of each task again, each rendered with another of its instruction
+# templates, and every model (PT, SFT, the controls) run on them. Left: CKA with the controls on
+# the original and on the other template (same examples, so the same estimator bias). Right: each
+# model against itself across the two templates - how much the wording of the instruction alone
+# moves its last-token states.
+
+# %% tags=["remove-input"]
+tv = run.template_variation()
+if tv.empty:
+    markdown("This run's spec asks for no template variation (`data.n_template_variant: 0`).")
+else:
+    tv_lin = tv[tv["measure"] == "linear_cka"]
+    display(comparison_lines(tv_lin[tv_lin["template"] != "across"], comparisons=["PT vs control", "SFT vs control"],
+                             facet="template", title="Linear CKA with the controls, original vs other template"))
+    display(comparison_lines(tv[tv["template"] == "across"],
+                             comparisons=sorted(set(tv.loc[tv["template"] == "across", "comparison"])),
+                             title="Each model against itself across templates"))
+    wide = tv_lin[tv_lin["template"] != "across"].pivot_table(index=["task", "layer", "comparison"], columns="template",
+                                                             values="value")
+    shift = (wide["other"] - wide["original"]).abs().groupby(level="comparison").median()
+    across = tv_lin[tv_lin["template"] == "across"].groupby("comparison")["value"].median()
+    markdown(
+        f"On {tv['n_examples'].iloc[0]} examples of each of {tv['task'].nunique()} tasks, changing the template moves "
+        + " and ".join(f"CKA({c.split(' vs ')[0]}, control) by a median {v:.3f}" for c, v in shift.items())
+        + " (absolute change, over tasks and layers), while each model's own states under the two templates have a "
+        "median linear CKA of " + ", ".join(f"{v:.3f} ({c.split(':')[0]})" for c, v in across.items()) + "."
+    )
+
+# %% [markdown]
 # ## Which conclusions survive
 #
-# The paper's findings evaluated on each variant (same tests as on the findings page).
+# The paper's findings evaluated on each variant (same tests as on the findings page). The two
+# template columns use the template-variation examples only; compare them with each other.
 
 # %% tags=["remove-input"]
 variants = {
@@ -89,15 +124,18 @@ variants = {
 for name in ("rbf_cka", "svcca", "procrustes"):
     if name in set(last["measure"]):
         variants[name.replace("_", " ")] = run.findings(measure=name)
-table = pd.DataFrame({k: v.set_index("id")["verdict"] for k, v in variants.items()})
+templates = run.template_findings()
+variants.update(templates)
+table = pd.DataFrame({k: v.set_index("id")["verdict"] for k, v in variants.items()}).fillna("–")
 survive = table.eq(table.iloc[:, 0], axis=0).all(axis=1)
-markdown(
-    f"{int(survive.sum())} of {len(table)} findings get the same verdict under every variant: "
-    f"{', '.join(table.index[survive]) or 'none'}."
-)
+lines = [f"{int(survive.sum())} of {len(table)} findings get the same verdict under every variant: "
+         f"{', '.join(table.index[survive]) or 'none'}."]
+if templates:
+    a, b = (table[k] for k in templates)
+    tested = a.ne("–") & b.ne("–")
+    same = (a == b) & tested
+    lines.append(f"With the other template, {int(same.sum())} of {int(tested.sum())} findings keep the verdict they "
+                 f"have on the same examples with the original template"
+                 + (f"; changed: {', '.join(table.index[tested & ~same])}." if (tested & ~same).any() else "."))
+markdown(" ".join(lines))
 table
-
-# %% [markdown]
-# **Not covered here.** Template variation (the same tasks with other instruction templates)
-# needs a second extraction pass per model; run it with `--set data.templates=first` and compare
-# the two books.

@@ -70,6 +70,39 @@ def test_similarity_table_is_complete_and_bounded(smoke_book):
     assert counts.eq(n_layers).all()
 
 
+def test_template_variation_pairs_the_same_examples_under_two_templates(smoke_book):
+    """The variation table's 'original' rows are CKA on the first n test examples; 'other' differs only by template."""
+    from layerwise.pipeline import Run
+    from layerwise.similarity import cka_by_layer
+
+    root, _, _ = smoke_book
+    run = Run.from_spec("specs/smoke.yaml", [f"output_dir={root / 'run'}"], verbose=False)
+    tv = run.template_variation()
+    n_tasks, n_layers, n = 4, 4, run.spec.data.n_template_variant
+    assert len(list((root / "run" / "tables").glob("template-variation-*.parquet"))) == 1
+    assert len(tv) == n_tasks * n_layers * (4 + 3) * 2 and (tv["n_examples"] == n).all()
+    assert set(tv.loc[tv["template"] == "across", "comparison"]) == {
+        "PT: original vs other template", "SFT: original vs other template", "control: original vs other template"}
+    task = run.spec.tasks[0]
+    want = cka_by_layer(run.states("SFT", task)[1:, :n], run.states("control", task)[1:, :n])
+    got = tv[(tv["task"] == task) & (tv["template"] == "original") & (tv["comparison"] == "SFT vs control")
+             & (tv["measure"] == "linear_cka")].sort_values("layer")["value"].to_numpy()
+    assert np.allclose(got, want, atol=1e-6)
+    across = tv[(tv["template"] == "across") & (tv["measure"] == "linear_cka")]["value"]
+    assert across.between(0, 1 + 1e-9).all() and (across < 1 - 1e-6).any()  # the template changes the states
+
+
+def test_cross_model_companion_run_has_its_own_tables(smoke_book):
+    root, first, _ = smoke_book
+    companion = root / "run" / "compare" / "tiny-random-gemma3"
+    assert "cross-model companion run: tiny-random-gemma3" in first.stdout
+    tables = list((companion / "tables").glob("similarity-*.parquet"))
+    assert len(tables) == 1 and set(pd.read_parquet(tables[0])["task"]) == {
+        "rt_sentence_polarity", "squad_v1", "e2e_nlg", "winogrande"}
+    html = (root / "book" / "_build" / "html" / "executed" / "09_cross_model.html").read_text()
+    assert "tiny-random-gemma3" in html and "tiny-random-llama" in html
+
+
 def test_second_run_reuses_everything(smoke_book):
     _, first, second = smoke_book
     trained = re.compile(r"adapter \S+: trained in")

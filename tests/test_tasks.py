@@ -325,6 +325,23 @@ def test_templates_first_and_all(fixture_sources):
         load_task("rt_sentence_polarity", n_train=1, n_test=1, templates="random")
 
 
+def test_template_shift_rerenders_the_same_examples_with_the_next_template(fixture_sources):
+    from layerwise.templates import n_templates
+
+    base = load_task("rt_sentence_polarity", n_train=2, n_test=4, seed=3)
+    moved = load_task("rt_sentence_polarity", n_train=2, n_test=4, seed=3, template_shift=1)
+    k = n_templates("rt_sentence_polarity")
+    for split in ("train", "test"):
+        a, b = base[split], moved[split]
+        assert a["id"] == b["id"] and a["target"] == b["target"] and a["options"] == b["options"]
+        assert b["template_id"] == [(t + 1) % k for t in a["template_id"]]
+        assert all(p != q for p, q in zip(a["prompt"], b["prompt"]))
+    full_turn = load_task("rt_sentence_polarity", n_train=2, n_test=4, seed=3, template_shift=k)
+    assert full_turn["test"]["prompt"] == base["test"]["prompt"]
+    with pytest.raises(ValueError, match="template_shift must be an integer >= 0"):
+        load_task("rt_sentence_polarity", n_train=1, n_test=1, template_shift=-1)
+
+
 def test_max_input_chars_cuts_only_the_input(fixture_sources):
     d = load_task("squad_v1", n_train=0, n_test=5, max_input_chars=20, templates="first")
     for ex in d["test"]:

@@ -57,8 +57,9 @@ def _fetch(run) -> None:
 def _compute(run, *, evaluate: bool = True) -> None:
     """Every stage of a run; then the same for each companion run (cross-model chapter).
 
-    Companion runs skip the task-level evaluation (the cross-model chapter reads similarity,
-    response loss and spectra only), which keeps their cost to training and extraction.
+    Companion runs skip the task-level evaluation and the template variation (the cross-model
+    chapter reads similarity, response loss and spectra only), which keeps their cost to training
+    and extraction.
     """
     _fetch(run)
     t0 = time.perf_counter()
@@ -71,8 +72,9 @@ def _compute(run, *, evaluate: bool = True) -> None:
     t0 = time.perf_counter()
     if evaluate:
         run.evaluate()
+        run.template_variation()
     run.spectra()
-    done = "task-level evaluation + spectra" if evaluate else "spectra"
+    done = "task-level evaluation, template variation + spectra" if evaluate else "spectra"
     print(f"[layerwise] {done} ready ({time.perf_counter() - t0:.0f} s)", flush=True)
     for companion in run.companions:
         print(f"[layerwise] cross-model companion run: {companion.spec.base_model} -> {companion.out}", flush=True)

@@ -512,6 +512,120 @@ class Run:
         self.log(f"similarity table: {len(df)} rows in {time.perf_counter() - t0:.0f} s")
         return df
 
+    # ------------------------------------------------------- template variation
+    #: Models run on the re-templated inputs (the comparisons of the paper need only these).
+    VARIANT_ROLES = ("PT", "SFT", "control")
+
+    @cached_property
+    def variant_tasks(self) -> dict[str, Any]:
+        """Task -> the first ``data.n_template_variant`` test examples rendered with another template.
+
+        Each example gets template ``(chosen + 1) mod n_templates`` (see ``load_task``'s
+        ``template_shift``): the same ids, targets and order, another instruction. Tasks whose
+        prompts come from their source (``flan2021:``, ``file:``) have no templates of ours and are
+        left out. Empty when ``data.n_template_variant`` is 0.
+
+        Raises:
+            RuntimeError: the re-templated examples are not the test split's first examples.
+        """
+        from .tasks import load_task
+
+        d = self.spec.data
+        out: dict[str, Any] = {}
+        if not d.n_template_variant:
+            return out
+        for task in self.spec.tasks:
+            test = self.tasks[task]["test"]
+            if min(test["template_id"]) < 0:
+                continue
+            variant = load_task(task, n_train=d.n_train, n_test=d.n_test, seed=d.seed, max_input_chars=d.max_input_chars,
+                                templates=d.templates, chat_template=d.chat_template, allow_downsize=d.allow_downsize,
+                                template_shift=1)["test"].select(range(min(d.n_template_variant, len(test))))
+            if list(variant["id"]) != list(test["id"][:len(variant)]):
+                raise RuntimeError(f"re-templated examples of {task} are not the first examples of its test split")
+            out[task] = variant
+        return out
+
+    def _variant_path(self, slot: ModelSlot, task: str) -> Path:
+        v = self.variant_tasks[task]
+        key = content_key([list(v["id"]), list(v["prompt"]), "template-variant"])
+        return self.out / "hidden_states" / slot.label / f"{self.slug(task)}-variant-{key}.safetensors"
+
+    def run_template_variant(self, progress: bool = True) -> None:
+        """Hidden states of PT, SFT and the controls on the re-templated inputs (:attr:`variant_tasks`), cached."""
+        from .extraction import has_states, prompt_hidden_states, save_states
+
+        for slot in self.slots:
+            if slot.role not in self.VARIANT_ROLES:
+                continue
+            todo = [t for t in slot.tasks if t in self.variant_tasks and not has_states(self._variant_path(slot, t))]
+            if not todo:
+                continue
+            t0 = time.perf_counter()
+            model, tokenizer = self._load(slot)
+            for task in todo:
+                v = self.variant_tasks[task]
+                states = prompt_hidden_states(model, tokenizer, list(v["prompt"]), batch_size=self.spec.extraction.batch_size,
+                                              progress=progress and self.verbose, desc=f"{slot.role} {task} (other template)")
+                save_states(self._variant_path(slot, task), states, list(v["id"]),
+                            {"role": slot.role, "model": slot.model, "model_key": slot.key, "task": task,
+                             "template_shift": 1})
+            self.log(f"{slot.role:12s} {','.join(todo)}: states on other templates in {time.perf_counter() - t0:.0f} s")
+            del model
+
+    def template_variation(self) -> pd.DataFrame:
+        """CKA with the controls on the same examples under two instruction templates.
+
+        For every task of :attr:`variant_tasks` (its first ``n`` test examples), layers 1..L, and
+        linear and debiased CKA (last-token states):
+
+        * ``template = "original"``: PT vs control and SFT vs control on the usual prompts;
+        * ``template = "other"``: the same comparisons when every model reads the prompts
+          rendered with another template;
+        * ``template = "across"``, comparison ``"<role>: original vs other template"``: each model
+          with itself across the two templates (how much the instruction alone moves its states).
+
+        Returns:
+            DataFrame with columns ``task, cluster, layer, comparison, template, measure, value,
+            n_examples``; empty (same columns) when the spec asks for no template variation.
+            Cached in ``tables/template-variation-<key>.parquet``.
+        """
+        from .extraction import load_states
+        from .similarity import centered_grams, similarity_by_layer_from_grams
+
+        cols = ["task", "cluster", "layer", "comparison", "template", "measure", "value", "n_examples"]
+        if not self.variant_tasks:
+            return pd.DataFrame(columns=cols)
+        self.run_models()
+        self.run_template_variant()
+        slots = [(s.role, s.key, s.tasks) for s in self.slots if s.role in self.VARIANT_ROLES]
+        key = content_key([slots, {t: self._variant_path(self.slot("PT", t), t).name for t in self.variant_tasks},
+                           [self._test_key(t) for t in self.variant_tasks], 1])
+        path = self.out / "tables" / f"template-variation-{key}.parquet"
+        if path.is_file():
+            return pd.read_parquet(path)
+        rows: list[dict[str, Any]] = []
+        for task, variant in self.variant_tasks.items():
+            n = len(variant)
+            grams: dict[tuple[str, str], np.ndarray] = {}
+            for role in self.VARIANT_ROLES:
+                slot = self.slot(role, task)
+                grams[role, "original"] = centered_grams(self.states(role, task)[1:, :n])
+                grams[role, "other"] = centered_grams(load_states(self._variant_path(slot, task))[0][1:])
+            pairs = [(f"{role} vs control", template, (role, template), ("control", template))
+                     for template in ("original", "other") for role in ("PT", "SFT")]
+            pairs += [(f"{role}: original vs other template", "across", (role, "original"), (role, "other"))
+                      for role in self.VARIANT_ROLES]
+            for comparison, template, a, b in pairs:
+                for measure in ("linear_cka", "debiased_cka"):
+                    values = similarity_by_layer_from_grams(grams[a], grams[b], measure=measure)
+                    rows += [{"task": task, "cluster": self.cluster_of(task), "layer": i + 1, "comparison": comparison,
+                              "template": template, "measure": measure, "value": float(v), "n_examples": n}
+                             for i, v in enumerate(values)]
+        df = pd.DataFrame(rows, columns=cols)
+        _write_parquet(df, path)
+        return df
+
     def cka(self) -> pd.DataFrame:
         """Linear CKA of PT and SFT (and held-out SFT) with each task's control: the paper's table.
 
@@ -561,6 +675,31 @@ class Run:
         df = pd.concat(frames, ignore_index=True)
         _write_parquet(df, path)
         return df
+
+    def template_findings(self, *, measure: str = "linear_cka", n_boot: int = 2000) -> dict[str, pd.DataFrame]:
+        """The paper's findings on the template-variation examples, with the original and with the other template.
+
+        Both tables come from the same first ``data.n_template_variant`` test examples (biased
+        CKA depends on the number of examples, so the usual findings are not the reference).
+        Findings that need the held-out SFT model are absent (it is not run on the variants).
+
+        Returns:
+            ``{"original template (first n)": findings, "other template": findings}`` (see
+            :meth:`findings`); empty when the spec asks for no template variation.
+        """
+        from .analysis import evaluate_findings, findings_table
+
+        tv = self.template_variation()
+        if tv.empty:
+            return {}
+        n = int(tv["n_examples"].iloc[0])
+        out = {}
+        for template, label in (("original", f"original template (first {n})"), ("other", "other template")):
+            sub = tv[tv["template"] == template].drop(columns="template").assign(pooling="last")
+            out[label] = findings_table(evaluate_findings(sub, measure=measure, pooling="last",
+                                                          heldout_tasks=self.spec.heldout_tasks, n_boot=n_boot,
+                                                          seed=self.spec.data.seed))
+        return out
 
     def findings(self, *, measure: str = "linear_cka", pooling: str = "last", n_boot: int = 2000) -> pd.DataFrame:
         """The paper's findings with this run's verdicts (see :func:`layerwise.analysis.evaluate_findings`)."""

@@ -59,6 +59,9 @@ class DataSpec:
             ``llama2`` (the paper's), ``gemma`` or ``chatml`` (``layerwise.templates``).
         allow_downsize: a task with fewer examples than ``n_train + n_test`` is cut to what it has
             (reported) instead of being an error.
+        n_template_variant: the template-variation check (robustness chapter): the first this
+            many test examples of each task are rendered again with another of the task's
+            templates and PT, SFT and the controls are run on them; 0 = no check.
     """
 
     n_train: int = 64
@@ -70,9 +73,13 @@ class DataSpec:
     max_train_per_cluster: int = 0
     chat_template: str = "none"
     allow_downsize: bool = False
+    n_template_variant: int = 0
 
     def validate(self) -> None:
         _positive(self, "n_train", "n_test", "max_input_chars", "n_eval")
+        if not 0 <= self.n_template_variant <= self.n_test or self.n_template_variant in (1, 2, 3):
+            raise SpecError(f"data.n_template_variant must be 0 (no check) or between 4 and data.n_test = "
+                            f"{self.n_test} (debiased CKA needs 4 examples), got {self.n_template_variant}")
         if self.n_eval > self.n_test:
             raise SpecError(f"data.n_eval = {self.n_eval} exceeds data.n_test = {self.n_test}: evaluation uses test examples")
         _choice("data.templates", self.templates, ("all", "first"))

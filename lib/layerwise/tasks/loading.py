@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from layerwise.cache import atomic_path, cache_root, content_key
 from layerwise.sources import fetch_source
-from layerwise.templates import TEMPLATE_MODES, check_chat_template, choose_template, render_given, render_prompt, wrap_prompt
+from layerwise.templates import (TEMPLATE_MODES, check_chat_template, choose_template, n_templates, render_given,
+                                 render_prompt, wrap_prompt)
 from layerwise.tasks.builders import POOL_FEATURES, build
 from layerwise.tasks.registry import TASKS, get_task
 from layerwise.tasks.sampling import DownsizeWarning
@@ -124,6 +125,7 @@ def sample_pool(
     chat_template: str = "none",
     allow_downsize: bool = False,
     test_pool: datasets.Dataset | None = None,
+    template_shift: int = 0,
 ) -> datasets.DatasetDict:
     """Split a pool into disjoint train/test samples and render their prompts (see :func:`load_task`).
 
@@ -136,10 +138,12 @@ def sample_pool(
     Registry tasks get the project's templates (:func:`layerwise.templates.render_prompt`);
     ``flan2021:`` / ``file:`` tasks keep the source's prompt (:func:`layerwise.templates.render_given`,
     ``template_id`` -1). Then every prompt is wrapped in ``chat_template``
-    (:func:`layerwise.templates.wrap_prompt`).
+    (:func:`layerwise.templates.wrap_prompt`). ``template_shift`` (see :func:`load_task`) moves
+    every registry example to template ``(chosen + shift) mod n_templates``.
     """
     info = get_task(name)
     _check_args(n_train, n_test, seed, max_input_chars, templates, chat_template)
+    _check_int("template_shift", template_shift, 0)
     given = name not in TASKS
     if test_pool is None:
         n_train, n_test = _downsize(name, {"all": len(pool)}, n_train, n_test, allow_downsize)
@@ -159,7 +163,7 @@ def sample_pool(
                 tid = -1
                 prompt = render_given(ex["question"], ex["input"], max_input_chars=max_input_chars)
             else:
-                tid = choose_template(name, ex["id"], seed, templates)
+                tid = (choose_template(name, ex["id"], seed, templates) + template_shift) % n_templates(name)
                 prompt = render_prompt(name, tid, ex["input"], ex["question"], ex["options"], max_input_chars=max_input_chars)
             rows["id"].append(ex["id"])
             rows["task"].append(name)
@@ -182,6 +186,7 @@ def load_task(
     templates: str = "all",
     chat_template: str = "none",
     allow_downsize: bool = False,
+    template_shift: int = 0,
 ) -> datasets.DatasetDict:
     """Instruction-formatted train/test samples of one task.
 
@@ -206,6 +211,10 @@ def load_task(
         allow_downsize: if the task has fewer examples than requested, take fewer (train and test
             scaled in proportion; for a source split, each capped at its size) with a
             :class:`DownsizeWarning` and a line on stderr, instead of raising.
+        template_shift: render each example with template ``(chosen + template_shift) mod
+            n_templates`` instead of the chosen one: the same examples, ids, targets and order
+            with other instructions (the template-variation check; ``0`` = the usual prompts).
+            Prompts given by a ``flan2021:`` / ``file:`` source are not affected.
 
     Returns:
         DatasetDict with splits ``train`` and ``test``; columns ``id`` (str), ``task`` (str),
@@ -225,8 +234,9 @@ def load_task(
     """
     _check_args(n_train, n_test, seed, max_input_chars, templates, chat_template)  # fail before any download
     get_task(name)
+    _check_int("template_shift", template_shift, 0)
     kw = dict(n_train=n_train, n_test=n_test, seed=seed, max_input_chars=max_input_chars, templates=templates,
-              chat_template=chat_template, allow_downsize=allow_downsize)
+              chat_template=chat_template, allow_downsize=allow_downsize, template_shift=template_shift)
     if name not in TASKS:
         from layerwise.tasks.external import external_pools
 

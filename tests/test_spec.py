@@ -22,6 +22,14 @@ def test_overrides_parse_yaml_values_and_nested_keys():
     assert spec.base_model == "tiny-random-gemma3"
 
 
+def test_template_variation_size_is_checked():
+    assert load_spec("specs/smoke.yaml", ["data.n_test=9"]).data.n_template_variant == 12  # uses the 9 there are
+    assert load_spec("specs/smoke.yaml", ["data.n_template_variant=0"]).data.n_template_variant == 0
+    for bad in (["data.n_template_variant=3"], ["data.n_template_variant=-1"], ["data.n_test=3", "data.n_eval=3"]):
+        with pytest.raises(SpecError, match="n_template_variant must be 0"):
+            load_spec("specs/smoke.yaml", bad)
+
+
 def test_env_base_model_override(monkeypatch):
     monkeypatch.setenv("LAYERWISE_BASE_MODEL", "some/model")
     assert load_spec("specs/smoke.yaml").base_model == "some/model"

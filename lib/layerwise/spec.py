@@ -60,8 +60,9 @@ class DataSpec:
         allow_downsize: a task with fewer examples than ``n_train + n_test`` is cut to what it has
             (reported) instead of being an error.
         n_template_variant: the template-variation check (robustness chapter): the first this
-            many test examples of each task are rendered again with another of the task's
-            templates and PT, SFT and the controls are run on them; 0 = no check.
+            many test examples of each task (all of them if ``n_test`` is smaller; the chapter
+            states the number used) are rendered again with another of the task's templates and
+            PT, SFT and the controls are run on them; 0 = no check.
     """
 
     n_train: int = 64
@@ -77,9 +78,10 @@ class DataSpec:
 
     def validate(self) -> None:
         _positive(self, "n_train", "n_test", "max_input_chars", "n_eval")
-        if not 0 <= self.n_template_variant <= self.n_test or self.n_template_variant in (1, 2, 3):
-            raise SpecError(f"data.n_template_variant must be 0 (no check) or between 4 and data.n_test = "
-                            f"{self.n_test} (debiased CKA needs 4 examples), got {self.n_template_variant}")
+        if self.n_template_variant < 0 or (self.n_template_variant and min(self.n_template_variant, self.n_test) < 4):
+            raise SpecError(f"data.n_template_variant must be 0 (no check) or at least 4, with data.n_test >= 4 "
+                            f"(debiased CKA needs 4 examples); got n_template_variant = {self.n_template_variant}, "
+                            f"n_test = {self.n_test}")
         if self.n_eval > self.n_test:
             raise SpecError(f"data.n_eval = {self.n_eval} exceeds data.n_test = {self.n_test}: evaluation uses test examples")
         _choice("data.templates", self.templates, ("all", "first"))

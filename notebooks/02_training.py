@@ -33,11 +33,12 @@ metrics = run.evaluate()
 # ## Adapters
 #
 # One row per adapter: number of training examples, optimiser steps, the training loss at the
-# first and last step, and the wall time of its training (a reused adapter shows the time recorded
+# first and last step, the wall time of its training and its throughput in tokens per second
+# (prompt + response tokens, all epochs; a reused adapter shows what was recorded
 # when it was trained).
 
 # %% tags=["remove-input"]
-summary.drop(columns="key").style.hide(axis="index").format({"first_loss": "{:.3f}", "last_loss": "{:.3f}", "train_seconds": "{:.0f}"})
+summary.drop(columns="key").style.hide(axis="index").format({"first_loss": "{:.3f}", "last_loss": "{:.3f}", "train_seconds": "{:.0f}", "tokens_per_second": "{:.0f}"})
 
 # %% [markdown]
 # ## Loss curves

@@ -5,7 +5,7 @@ import pytest
 
 from layerwise.models import load_model, load_tokenizer
 from layerwise.spec import TrainingSpec
-from layerwise.training import load_adapter_model, resolve_target_modules, response_token_loss, train_adapter
+from layerwise.training import adapter_summary, load_adapter_model, resolve_target_modules, response_token_loss, train_adapter
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +27,10 @@ def test_adapter_learns_and_is_reused(tmp_path):
     again = train_adapter(name="control-toy", base_model="tiny-random-llama", prompts=PROMPTS, targets=TARGETS,
                           example_ids=IDS, spec=SPEC, adapters_dir=tmp_path, progress=False)
     assert again.reused and again.path == res.path and again.log == res.log
+    summary = adapter_summary(again)
+    n_tokens = sum(len(tok(p + " " + t).input_ids) for p, t in zip(PROMPTS, TARGETS))  # about: +EOS, joining
+    assert summary["optimizer_steps"] == 6 and summary["reused"]
+    assert 0.8 < summary["tokens_per_second"] * summary["train_seconds"] / (3 * n_tokens) < 1.25
     other = train_adapter(name="control-toy", base_model="tiny-random-llama", prompts=PROMPTS, targets=TARGETS,
                           example_ids=IDS, spec=TrainingSpec(epochs=1, batch_size=8, learning_rate=5e-3, device="cpu"),
                           adapters_dir=tmp_path, progress=False)

@@ -421,8 +421,15 @@ def response_token_loss(
 
 
 def adapter_summary(result: AdapterResult) -> dict[str, Any]:
-    """Flat record of an adapter for tables: name, key, steps, final loss, seconds, reused."""
+    """Flat record of an adapter for tables: name, key, steps, final loss, seconds, throughput, reused.
+
+    ``tokens_per_second`` is the training throughput: unpadded tokens (prompt + response) per
+    epoch times epochs, over the wall seconds of ``Trainer.train`` (NaN for adapters saved by an
+    older version without the token count). A resumed training counts only its last session's
+    seconds, so its throughput is overstated.
+    """
     meta = read_json(result.path / "layerwise_adapter.json")
+    tokens = meta.get("n_tokens_per_epoch", math.nan) * meta.get("recipe", {}).get("epochs", math.nan)
     return {
         "adapter": result.name,
         "key": result.key,
@@ -431,6 +438,7 @@ def adapter_summary(result: AdapterResult) -> dict[str, Any]:
         "first_loss": result.log[0]["loss"] if result.log else math.nan,
         "last_loss": result.log[-1]["loss"] if result.log else math.nan,
         "train_seconds": meta["seconds"],
+        "tokens_per_second": tokens / meta["seconds"] if meta["seconds"] > 0 else math.nan,
         "reused": result.reused,
     }
 

@@ -24,7 +24,7 @@ Three questions, each answered by a table:
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -141,6 +141,21 @@ def depth_profiles(
     return pd.concat(frames, ignore_index=True)
 
 
+def _paired_task_bootstrap(statistic: Callable[[np.ndarray], float], n_tasks: int, n_boot: int, level: float,
+                           seed: int | None) -> tuple[float, float, float]:
+    """``(estimate, low, high)`` of ``statistic(task_indices)`` with a percentile task bootstrap.
+
+    Both models' values are indexed by the same resampled tasks (paired). Replicates where the
+    statistic is undefined (NaN) are left out; with none left the interval is NaN.
+    """
+    est = statistic(np.arange(n_tasks))
+    rng = np.random.default_rng(seed)
+    boot = np.array([statistic(rng.integers(0, n_tasks, n_tasks)) for _ in range(int(n_boot))])
+    boot = boot[np.isfinite(boot)]
+    lo, hi = percentile_ci(boot, level) if boot.size else (float("nan"), float("nan"))
+    return float(est), float(lo), float(hi)
+
+
 def _on_grid(curve: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """A per-layer curve (layers 1..L at depths l/L) linearly interpolated at relative depths ``grid``."""
     L = curve.shape[-1]
@@ -199,12 +214,8 @@ def profile_correlation(
         def r_of(idx: np.ndarray) -> float:
             return _pearson(_on_grid(np.nanmedian(va[idx], axis=0), grid), _on_grid(np.nanmedian(vb[idx], axis=0), grid))
 
-        est = r_of(np.arange(len(common)))
-        rng = np.random.default_rng(seed)
-        boot = np.array([r_of(rng.integers(0, len(common), len(common))) for _ in range(int(n_boot))])
-        boot = boot[np.isfinite(boot)]
-        lo, hi = percentile_ci(boot, level) if boot.size else (float("nan"), float("nan"))
-        rows.append({"model_a": a, "model_b": b, "r": est, "low": float(lo), "high": float(hi),
+        est, lo, hi = _paired_task_bootstrap(r_of, len(common), n_boot, level, seed)
+        rows.append({"model_a": a, "model_b": b, "r": est, "low": lo, "high": hi,
                      "n_tasks": len(common), "n_boot": int(n_boot)})
     return pd.DataFrame(rows)
 
@@ -331,11 +342,7 @@ def cluster_rank_agreement(
                 return float("nan")
             return spearman(ca.to_numpy(), cb.loc[ca.index].to_numpy())
 
-        est = rho_of(np.arange(len(common)))
-        rng = np.random.default_rng(seed)
-        boot = np.array([rho_of(rng.integers(0, len(common), len(common))) for _ in range(int(n_boot))])
-        boot = boot[np.isfinite(boot)]
-        lo, hi = percentile_ci(boot, level) if boot.size else (float("nan"), float("nan"))
-        rows.append({"model_a": a, "model_b": b, "rho": est, "low": float(lo), "high": float(hi),
+        est, lo, hi = _paired_task_bootstrap(rho_of, len(common), n_boot, level, seed)
+        rows.append({"model_a": a, "model_b": b, "rho": est, "low": lo, "high": hi,
                      "n_clusters": int(n_clusters), "n_tasks": len(common)})
     return pd.concat(values, ignore_index=True), pd.DataFrame(rows)

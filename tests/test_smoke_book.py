@@ -104,7 +104,7 @@ def test_cross_model_companion_run_has_its_own_tables(smoke_book):
 
 
 def test_second_run_reuses_everything(smoke_book):
-    _, first, second = smoke_book
+    root, first, second = smoke_book
     trained = re.compile(r"adapter \S+: trained in")
     assert trained.search(first.stdout)
     # SFT, held-out SFT and 4 controls, for the run and for its cross-model companion

@@ -53,10 +53,11 @@ loss_curves(log)
 # ## Does each control learn its task?
 #
 # Mean response-token loss on each task's first test examples (never seen in training) for PT, the
-# multi-task SFT models and the task's own control. Lower is better.
+# multi-task SFT models and the task's own control. Lower is better. (The random-init model is left
+# out: with untrained weights its loss is that of a near-uniform guess over the vocabulary.)
 
 # %% tags=["remove-input"]
-response_loss_chart(loss)
+response_loss_chart(loss[loss["role"] != "random-init"])
 
 # %% tags=["remove-input"]
 wide = loss[loss["role"] != "random-init"].pivot(index="task", columns="role", values="loss").reset_index()

@@ -78,9 +78,10 @@ band_diagram(band_diagram_data(list(bands.values()), model=list(bands), include_
              title="Bands of each model and of the paper, in relative depth")
 
 # %% tags=["remove-input"]
-show = table[["model", "n_layers", "shared", "transition", "refinement", "rel_last_shared", "rel_last_shared_low",
-              "rel_last_shared_high", "rel_last_transition", "rel_last_transition_low", "rel_last_transition_high",
-              "rise", "identifiable"]]
+show = table[["model", "n_layers", "shared", "transition", "refinement", "rise", "identifiable"]].copy()
+for key, label in (("last_shared", "end of shared"), ("last_transition", "end of transition")):
+    show[f"{label} (depth, 95 % CI)"] = [f"{r[f'rel_{key}']:.2f} [{r[f'rel_{key}_low']:.2f}, {r[f'rel_{key}_high']:.2f}]"
+                                         for _, r in table.iterrows()]
 lines = [md_table(show, floatfmt=".2f")]
 models = list(bands)
 for i, a in enumerate(models):

@@ -370,7 +370,7 @@ def depth_profile_chart(profiles: pd.DataFrame, *, title: str) -> alt.Chart:
     )
     return (
         (band + line).add_params(sel).properties(width=250, height=200)
-        .facet(facet=alt.Facet("series:N", title=None, sort=panels), columns=3)
+        .facet(facet=alt.Facet("series:N", title=None, sort=panels), columns=2)
         .resolve_scale(y="independent")
         .properties(title=title)
     )

@@ -101,6 +101,8 @@ def test_cross_model_companion_run_has_its_own_tables(smoke_book):
         "rt_sentence_polarity", "squad_v1", "e2e_nlg", "winogrande"}
     html = (root / "book" / "_build" / "html" / "executed" / "09_cross_model.html").read_text()
     assert "tiny-random-gemma3" in html and "tiny-random-llama" in html
+    findings = (root / "book" / "_build" / "html" / "executed" / "00_findings.html").read_text()
+    assert "compared in the cross-model chapter with: tiny-random-gemma3" in findings
 
 
 def test_second_run_reuses_everything(smoke_book):

@@ -81,7 +81,10 @@ def run_summary_markdown(run) -> str:
         f"{spec.data.n_train} training and {spec.data.n_test} test examples per task; LoRA r={spec.training.lora_r}, "
         f"alpha={spec.training.lora_alpha} on {', '.join(spec.training.target_modules)}, "
         f"{spec.training.epochs:g} epochs at learning rate {spec.training.learning_rate:g}; "
-        f"tasks held out of the held-out SFT model: {held}. {spec.description}"
+        f"tasks held out of the held-out SFT model: {held}"
+        + (f"; compared in the cross-model chapter with: {', '.join(c.base_model for c in spec.companion_specs())}"
+           if spec.companion_specs() else "")
+        + f". {spec.description}"
     )
 
 

@@ -221,11 +221,12 @@ def build_book(
     write_vega_bundle(book_dir / "_static")
     params = {"spec_path": str(spec_path), "overrides": list(overrides)}
     inputs = _inputs_key(spec_path, overrides)
+    chapters = notebook_names()
     for stale in sorted((book_dir / "executed").glob("*.ipynb")):
-        if stale.stem not in notebook_names():  # a renamed or removed chapter must not stay in the book
+        if stale.stem not in chapters:  # a renamed or removed chapter must not stay in the book
             print(f"[layerwise] removing {stale.name}: not in _toc.yml", flush=True)
             stale.unlink()
-    for name in notebooks or notebook_names():
+    for name in notebooks or chapters:
         out = book_dir / "executed" / f"{name}.ipynb"
         key = _notebook_key(name, inputs)
         if notebooks is None and _stored_key(out) == key:

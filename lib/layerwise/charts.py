@@ -318,22 +318,32 @@ def comparison_lines(sim: pd.DataFrame, *, comparisons: list[str], facet: str = 
     panels = list(dict.fromkeys(data[facet]))
     if facet == "measure":  # linear CKA (the paper's measure) first, then the caller's order
         panels.sort(key=lambda m: m != "linear_cka")
-    sel = alt.selection_point(fields=["comparison"], bind="legend")
-    base = alt.Chart(med).encode(
-        x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
+    tooltip = [facet, "comparison", "layer", alt.Tooltip("median:Q", format=".3f"),
+               alt.Tooltip("q25:Q", format=".3f", title="25th percentile"), alt.Tooltip("q75:Q", format=".3f", title="75th percentile"),
+               alt.Tooltip("min:Q", format=".3f"), alt.Tooltip("max:Q", format=".3f"), alt.Tooltip("count:Q", title="tasks")]
+    return _median_band_panels(
+        med, x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
         color=alt.Color("comparison:N", sort=order, title=None, legend=alt.Legend(labelLimit=240, orient="bottom", columns=2)),
+        select="comparison", facet=facet, panels=panels, y_title="similarity (median over tasks; band: middle 50 %)",
+        band_opacity=0.18, tooltip=tooltip, title=title,
     )
-    # the band's opacity is an encoding of its own: a shared opacity encoding would override the mark's
+
+
+def _median_band_panels(data: pd.DataFrame, *, x: alt.X, color: alt.Color, select: str, facet: str, panels: list[str],
+                        y_title: str, band_opacity: float, tooltip: list, title: str) -> alt.Chart:
+    """Median lines (``median``) over a shaded ``q25``-``q75`` band, one panel per ``facet`` value.
+
+    A legend click on ``select`` highlights one line and its band. The band's opacity is an
+    encoding of its own: a shared opacity encoding would override the mark's and draw it opaque.
+    """
+    sel = alt.selection_point(fields=[select], bind="legend")
+    base = alt.Chart(data).encode(x=x, color=color)
     band = base.mark_area().encode(
-        y=alt.Y("q25:Q", title="similarity (median over tasks; band: middle 50 %)"), y2="q75:Q",
-        opacity=alt.condition(sel, alt.value(0.18), alt.value(0.02)),
+        y=alt.Y("q25:Q", title=y_title), y2="q75:Q",
+        opacity=alt.condition(sel, alt.value(band_opacity), alt.value(0.02)),
     )
     line = base.mark_line(point=True).encode(
-        y="median:Q",
-        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.1)),
-        tooltip=[facet, "comparison", "layer", alt.Tooltip("median:Q", format=".3f"),
-                 alt.Tooltip("q25:Q", format=".3f", title="25th percentile"), alt.Tooltip("q75:Q", format=".3f", title="75th percentile"),
-                 alt.Tooltip("min:Q", format=".3f"), alt.Tooltip("max:Q", format=".3f"), alt.Tooltip("count:Q", title="tasks")],
+        y="median:Q", opacity=alt.condition(sel, alt.value(1.0), alt.value(0.1)), tooltip=tooltip,
     )
     return (
         (band + line).add_params(sel).properties(width=250, height=200)
@@ -351,28 +361,14 @@ def depth_profile_chart(profiles: pd.DataFrame, *, title: str) -> alt.Chart:
             n_layers, depth, median, q25, q75, n_tasks``); each model is a colour, its
             interquartile band shaded. Clicking a legend entry highlights that model.
     """
-    panels = list(dict.fromkeys(profiles["series"]))
-    sel = alt.selection_point(fields=["model"], bind="legend")
-    base = alt.Chart(profiles).encode(
-        x=alt.X("depth:Q", title="relative depth (layer / L)", scale=alt.Scale(domain=[0, 1])),
+    tooltip = ["model", "series", "layer", "n_layers", alt.Tooltip("depth:Q", format=".2f"),
+               alt.Tooltip("median:Q", format=".3f"), alt.Tooltip("q25:Q", format=".3f", title="25th percentile"),
+               alt.Tooltip("q75:Q", format=".3f", title="75th percentile"), alt.Tooltip("n_tasks:Q", title="tasks")]
+    return _median_band_panels(
+        profiles, x=alt.X("depth:Q", title="relative depth (layer / L)", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=320)),
-    )
-    band = base.mark_area().encode(
-        y=alt.Y("q25:Q", title="median over tasks (band: middle 50 %)"), y2="q75:Q",
-        opacity=alt.condition(sel, alt.value(0.15), alt.value(0.02)),
-    )
-    line = base.mark_line(point=True).encode(
-        y="median:Q",
-        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
-        tooltip=["model", "series", "layer", "n_layers", alt.Tooltip("depth:Q", format=".2f"),
-                 alt.Tooltip("median:Q", format=".3f"), alt.Tooltip("q25:Q", format=".3f", title="25th percentile"),
-                 alt.Tooltip("q75:Q", format=".3f", title="75th percentile"), alt.Tooltip("n_tasks:Q", title="tasks")],
-    )
-    return (
-        (band + line).add_params(sel).properties(width=250, height=200)
-        .facet(facet=alt.Facet("series:N", title=None, sort=panels), columns=2)
-        .resolve_scale(y="independent")
-        .properties(title=title)
+        select="model", facet="series", panels=list(dict.fromkeys(profiles["series"])),
+        y_title="median over tasks (band: middle 50 %)", band_opacity=0.15, tooltip=tooltip, title=title,
     )
 
 

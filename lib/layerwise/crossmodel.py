@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import select
+from .analysis import task_layer_matrix
 from .bands import PT, SFT, Bands
 from .similarity import spearman
 from .stats import percentile_ci
@@ -83,9 +83,8 @@ def _check_models(sims: Mapping[str, pd.DataFrame], need: int = 1) -> None:
 
 
 def _matrix(sim: pd.DataFrame, comparison: str, tasks: Sequence[str] | None, **kw: Any) -> pd.DataFrame:
-    """``(n_tasks, L)`` values of one comparison (rows: tasks sorted; columns: layers 1..L)."""
-    sub = select(sim, comparisons=[comparison], tasks=list(tasks) if tasks is not None else None, **kw)
-    m = sub[sub["layer"] >= 1].pivot_table(index="task", columns="layer", values="value").sort_index()
+    """:func:`layerwise.analysis.task_layer_matrix` of some tasks; an error if none is left."""
+    m = task_layer_matrix(sim, comparison, tasks=list(tasks) if tasks is not None else None, **kw)
     if m.empty:
         raise ValueError(f"no rows for comparison {comparison!r} and tasks {tasks}")
     return m
@@ -239,15 +238,12 @@ def bands_by_model(bands: Mapping[str, Bands]) -> pd.DataFrame:
     _check_models(bands)
     rows = []
     for model, b in bands.items():
-        L = b.n_layers
-        row: dict[str, Any] = {"model": model, "n_layers": L}
+        row: dict[str, Any] = {"model": model, "n_layers": b.n_layers}
         row.update({band: f"{s}-{e}" for band, (s, e) in b.layers.items()})
         for key, value in (("last_shared", b.last_shared), ("last_transition", b.last_transition)):
             lo, hi = b.ci.get(key, (float("nan"), float("nan")))
             row.update({key: value, f"{key}_low": lo, f"{key}_high": hi})
-        for key in ("last_shared", "last_transition"):
-            for suffix in ("", "_low", "_high"):
-                row[f"rel_{key}{suffix}"] = row[f"{key}{suffix}"] / L
+        row.update(b.relative())
         row.update({"rise": b.rise, "identifiable": bool(b.identifiable)})
         rows.append(row)
     return pd.DataFrame(rows)

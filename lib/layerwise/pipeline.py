@@ -129,14 +129,16 @@ class Run:
     @cached_property
     def tasks(self) -> dict[str, Any]:
         """Task name -> ``datasets.DatasetDict`` with ``train`` and ``test`` splits (see ``layerwise.tasks``)."""
+        return {t: self._load_task(t) for t in self.spec.tasks}
+
+    def _load_task(self, task: str, template_shift: int = 0):
+        """``load_task`` with the spec's data settings (``template_shift``: see ``load_task``)."""
         from .tasks import load_task
 
         d = self.spec.data
-        return {
-            t: load_task(t, n_train=d.n_train, n_test=d.n_test, seed=d.seed, max_input_chars=d.max_input_chars,
-                         templates=d.templates, chat_template=d.chat_template, allow_downsize=d.allow_downsize)
-            for t in self.spec.tasks
-        }
+        return load_task(task, n_train=d.n_train, n_test=d.n_test, seed=d.seed, max_input_chars=d.max_input_chars,
+                         templates=d.templates, chat_template=d.chat_template, allow_downsize=d.allow_downsize,
+                         template_shift=template_shift)
 
     def slug(self, task: str) -> str:
         """File-name-safe form of a task name (``flan2021:x`` and ``file:...`` names contain ``:``/``/``)."""
@@ -319,7 +321,7 @@ class Run:
         """For every model compute what is missing on its tasks: hidden states on the test prompts
         (last token and mean pooled) and the response loss on the first ``data.n_eval`` test
         examples. Each model is loaded once."""
-        from .extraction import has_states, prompt_hidden_states, save_states
+        from .extraction import has_states
         from .training import response_token_loss
 
         n_eval = self.spec.data.n_eval
@@ -334,11 +336,7 @@ class Run:
                 prompts, targets, ids = list(te["prompt"]), list(te["target"]), list(te["id"])
                 sp = self._states_path(slot, task)
                 if not has_states(sp):
-                    states = prompt_hidden_states(model, tokenizer, prompts, batch_size=self.spec.extraction.batch_size,
-                                                  progress=progress and self.verbose, desc=f"{slot.role} {task}")
-                    save_states(sp, states, ids, {"role": slot.role, "model": slot.model, "model_key": slot.key,
-                                                  "task": task, "adapter": str(slot.adapter) if slot.adapter else None,
-                                                  "random_init": slot.random_init})
+                    self._extract(model, tokenizer, slot, task, te, sp, progress=progress, desc=f"{slot.role} {task}")
                 lp = self._loss_path(slot, task)
                 if not lp.is_file():
                     losses = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval],
@@ -346,6 +344,17 @@ class Run:
                     atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses})
             self.log(f"{slot.role:12s} {','.join(todo)}: states + loss in {time.perf_counter() - t0:.0f} s")
             del model
+
+    def _extract(self, model: Any, tokenizer: Any, slot: ModelSlot, task: str, examples: Any, path: Path, *,
+                 progress: bool, desc: str, **meta: Any) -> None:
+        """Hidden states of ``slot``'s model on ``examples`` (a task split: ``prompt``, ``id``), saved to ``path``."""
+        from .extraction import prompt_hidden_states, save_states
+
+        states = prompt_hidden_states(model, tokenizer, list(examples["prompt"]), batch_size=self.spec.extraction.batch_size,
+                                      progress=progress and self.verbose, desc=desc)
+        save_states(path, states, list(examples["id"]),
+                    {"role": slot.role, "model": slot.model, "model_key": slot.key, "task": task,
+                     "adapter": str(slot.adapter) if slot.adapter else None, "random_init": slot.random_init, **meta})
 
     def _eval_path(self, slot: ModelSlot, task: str) -> Path:
         key = content_key([self._test_key(task), self.spec.data.n_eval, "task-metric", _MAX_NEW_TOKENS])
@@ -528,19 +537,15 @@ class Run:
         Raises:
             RuntimeError: the re-templated examples are not the test split's first examples.
         """
-        from .tasks import load_task
-
-        d = self.spec.data
+        n = self.spec.data.n_template_variant
         out: dict[str, Any] = {}
-        if not d.n_template_variant:
+        if not n:
             return out
         for task in self.spec.tasks:
             test = self.tasks[task]["test"]
             if min(test["template_id"]) < 0:
                 continue
-            variant = load_task(task, n_train=d.n_train, n_test=d.n_test, seed=d.seed, max_input_chars=d.max_input_chars,
-                                templates=d.templates, chat_template=d.chat_template, allow_downsize=d.allow_downsize,
-                                template_shift=1)["test"].select(range(min(d.n_template_variant, len(test))))
+            variant = self._load_task(task, template_shift=1)["test"].select(range(min(n, len(test))))
             if list(variant["id"]) != list(test["id"][:len(variant)]):
                 raise RuntimeError(f"re-templated examples of {task} are not the first examples of its test split")
             out[task] = variant
@@ -553,7 +558,7 @@ class Run:
 
     def run_template_variant(self, progress: bool = True) -> None:
         """Hidden states of PT, SFT and the controls on the re-templated inputs (:attr:`variant_tasks`), cached."""
-        from .extraction import has_states, prompt_hidden_states, save_states
+        from .extraction import has_states
 
         for slot in self.slots:
             if slot.role not in self.VARIANT_ROLES:
@@ -564,12 +569,8 @@ class Run:
             t0 = time.perf_counter()
             model, tokenizer = self._load(slot)
             for task in todo:
-                v = self.variant_tasks[task]
-                states = prompt_hidden_states(model, tokenizer, list(v["prompt"]), batch_size=self.spec.extraction.batch_size,
-                                              progress=progress and self.verbose, desc=f"{slot.role} {task} (other template)")
-                save_states(self._variant_path(slot, task), states, list(v["id"]),
-                            {"role": slot.role, "model": slot.model, "model_key": slot.key, "task": task,
-                             "template_shift": 1})
+                self._extract(model, tokenizer, slot, task, self.variant_tasks[task], self._variant_path(slot, task),
+                              progress=progress, desc=f"{slot.role} {task} (other template)", template_shift=1)
             self.log(f"{slot.role:12s} {','.join(todo)}: states on other templates in {time.perf_counter() - t0:.0f} s")
             del model
 

@@ -75,6 +75,7 @@ def run_summary_markdown(run) -> str:
     tasks = run.task_table()
     spec = run.spec
     held = ", ".join(spec.heldout_tasks) or "none"
+    compared = ", ".join(c.base_model for c in spec.companion_specs())
     return (
         f"**This run** (`{spec.name}`): base model **{spec.base_model}** ({run.n_layers} layers); "
         f"{len(tasks)} tasks from {tasks['cluster'].nunique()} of the 12 Flan 2021 clusters; "
@@ -82,8 +83,7 @@ def run_summary_markdown(run) -> str:
         f"alpha={spec.training.lora_alpha} on {', '.join(spec.training.target_modules)}, "
         f"{spec.training.epochs:g} epochs at learning rate {spec.training.learning_rate:g}; "
         f"tasks held out of the held-out SFT model: {held}"
-        + (f"; compared in the cross-model chapter with: {', '.join(c.base_model for c in spec.companion_specs())}"
-           if spec.companion_specs() else "")
+        + (f"; compared in the cross-model chapter with: {compared}" if compared else "")
         + f". {spec.description}"
     )
 

@@ -853,3 +853,66 @@ def test_gram_cache_linear_fast_path_matches_explicit_centring(tmp_path):
     cz.put("x", "t", cache.get("x", "t")[:1])
     with pytest.raises(ValueError, match="zero variance"):
         cz.compare("z", "x", "t")
+
+
+def test_gram_cache_ensure_stores_the_float32_product_and_readers_recentre(tmp_path):
+    """ensure() stores the float32 product of column-centred states as computed (no second
+    rounding); get(), compare() and a fresh instance all see it double-centred in float64."""
+    A = np.stack([llm_like_states(300, 256, s, massive=3e3) for s in range(2)])
+    B = (0.7 * A + 0.3 * np.stack([llm_like_states(300, 256, s + 5, massive=3e3) for s in range(2)])).astype(np.float32)
+    calls = []
+    cache = sim.GramCache(tmp_path, max_in_memory=1)
+    assert cache.ensure("a", "t", A) is True
+    assert cache.ensure("b", "t", lambda: calls.append(1) or B) is True
+    assert cache.ensure("b", "t", lambda: calls.append(1) or B) is False  # hit: not recomputed
+    assert calls == [1] and cache.n_computed == 2
+    stored = cache._load("a", "t")
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(stored, sim._gram_products_float32(A))  # exactly the product
+    ref = sim.centered_grams(A)
+    for G in (cache.get("a", "t"), sim.GramCache(tmp_path).get("a", "t")):
+        assert G.dtype == np.float64 and G.shape == (2, 300, 300)
+        np.testing.assert_allclose(G, ref, atol=2e-6 * np.abs(ref).max())
+        # centred: row sums vanish to float64 rounding, not to the float32 offsets of storage
+        assert np.abs(G.sum(axis=2)).max() <= 1e-9 * np.abs(G).sum(axis=2).max()
+        np.testing.assert_array_equal(G, np.swapaxes(G, 1, 2))
+    np.testing.assert_array_equal(cache.get("a", "t", -1), cache.get("a", "t")[-1])
+    want = [ref_feature_cka(A[i], B[i]) for i in range(2)]
+    for c in (cache, sim.GramCache(tmp_path)):
+        np.testing.assert_allclose(c.compare("a", "b", "t"), want, atol=1e-6)
+        np.testing.assert_allclose(
+            c.compare("a", "b", "t", measure="debiased_cka"),
+            [cka_from_grams(centered_gram(A[i]), centered_gram(B[i]), debiased=True) for i in range(2)],
+            atol=1e-6,
+        )
+    # put() copies the caller's array: changing it afterwards does not change the cache
+    G = sim.centered_grams(A).astype(np.float32)
+    cache.put("c", "t", G)
+    before = cache.get("c", "t")
+    G[...] = 0.0
+    np.testing.assert_array_equal(cache.get("c", "t"), before)
+
+
+def test_gram_cache_nonfinite_rows_survive_storage_and_recentring():
+    A = np.stack([llm_like_states(40, 30, s, massive=300.0) for s in range(2)])
+    A[1, 3, 0] = np.inf
+    cache = sim.GramCache()
+    cache.ensure("a", "t", A)
+    G = cache.get("a", "t")
+    assert np.isnan(G[1, 3]).all() and np.isnan(G[1][:, 3]).all() and np.isfinite(G[0]).all()
+    keep = np.setdiff1d(np.arange(40), [3])
+    np.testing.assert_allclose(G[1][np.ix_(keep, keep)], centered_gram(A[1][keep]),
+                               atol=2e-6 * np.abs(G[0]).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inner64_accumulates_in_float64(dtype):
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((700, 700)) * 1e3 + 5e3).astype(dtype)
+    b = (rng.standard_normal((700, 700)) * 1e-2).astype(dtype)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    want = float(np.sum(a64 * b64))
+    assert sim._inner64(a, b) == pytest.approx(want, rel=1e-12, abs=1e-12 * float(np.sum(np.abs(a64 * b64))))
+    assert sim._inner64(a) == pytest.approx(float(np.sum(a64 * a64)), rel=1e-12)
+    assert sim._inner64(a[:0], b[:0]) == 0.0
+

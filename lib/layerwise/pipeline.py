@@ -436,8 +436,8 @@ class Run:
         """
         slot = self.slot(role, task)
         name, tkey = f"{slot.label}-{pooling}", f"{self.slug(task)}-{self._test_key(task)}"
-        self.grams.get_or_compute(name, tkey, lambda: self.states(role, task, pooling)[1:],
-                                  metadata={"role": role, "task": task, "pooling": pooling})
+        self.grams.ensure(name, tkey, lambda: self.states(role, task, pooling)[1:],
+                          metadata={"role": role, "task": task, "pooling": pooling})
         return name, tkey
 
     def measure_names(self) -> list[str]:

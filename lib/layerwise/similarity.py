@@ -37,28 +37,34 @@ NaN / inf
     aligns with other models' Grams), and every Gram-form measure drops rows jointly from that mark.
 
 Precision
-    Centring and accumulation are float64 everywhere; float32 is used in two places only.
+    Centring (``H K H``) and accumulation are float64 everywhere; float32 is used in two places
+    only.
 
     1. *Gram products in the float32-storage cache.* :class:`GramCache` with
        ``storage_dtype="float32"`` (the default, used by the pipeline) builds each Gram with a
-       float32 BLAS ``ssyrk`` on data whose column means were removed with float64 accumulation
-       (states stored in float32 or lower are read as float32; float64 states are centred in
-       float64, then rounded), and re-centres the product in float64
-       (:func:`_gram_float32_centred`). Centring first is what makes this safe: the float32
+       float32 BLAS ``ssyrk`` on data whose columns were shifted by approximate means (states
+       stored in float32 or lower are shifted in float32; float64 states are centred in
+       float64, then rounded) and stores that float32 product as it is
+       (:func:`_gram_product_float32`); every reader re-centres it in float64 (explicitly, or
+       implicitly for linear CKA). Centring first is what makes this safe: the float32
        product then carries rounding relative to the *spread* of the features, not to their
        offsets (a float32 Gram of uncentred states drifts ~1e-4 in CKA at n=5000). Measured
        against the all-float64 Gram on LLM-like states (log-normal feature scales, offsets,
        massive activations of 3e4): entries within 4e-7 of ``max|K|``, linear and debiased CKA
        within 4e-10 at n=1000-5000, d=1024-4096; the tests assert 1e-6 at n=1000 x d=2048 and
        n=3000 x d=512. It is 2-3x faster than the float64 product on this project's CPUs, and
-       the stored Gram is rounded to float32 afterwards anyway. Everything else --
+       the stored Gram is float32 anyway. Everything else --
        :func:`centered_gram`, :func:`centered_grams`, :func:`linear_cka`, the feature-form
        measures, ``GramCache(storage_dtype="float64")`` -- multiplies in float64 for any input
        dtype.
-    2. *Storage.* :class:`GramCache` may *store* Grams in float32 (``storage_dtype``) to halve
-       disk and memory: each stored entry carries a relative error of at most 2**-24 ~ 6e-8 of
-       itself, and CKA (a ratio of sums of n^2 such entries) moves by less than ~1e-7 (tested to
-       1e-6). Stored Grams are re-centred (explicitly, or implicitly for linear CKA) before use.
+    2. *Storage.* :class:`GramCache` stores Grams in float32 (``storage_dtype``) to halve disk
+       and memory. Grams it builds itself are float32 products already (no second rounding);
+       a float64 Gram given to :meth:`GramCache.put` is rounded once, a relative error of at
+       most 2**-24 ~ 6e-8 per entry, which moves CKA (a ratio of sums of n^2 such entries) by
+       less than ~1e-7 (tested to 1e-6). Stored Grams are re-centred in float64 (explicitly,
+       or implicitly for linear CKA) before use. Inner products of stored float32 Grams are
+       accumulated in float64 (:func:`_inner64`: each product of two float32 numbers is exact
+       in float64).
 
 Errors
     ``ValueError`` for mismatched numbers of rows, fewer rows than a measure needs (debiased
@@ -156,6 +162,50 @@ def _inner(a: np.ndarray, b: np.ndarray) -> float:
     on shared 2-vCPU machines the threaded level-1 BLAS call was 5-10x slower.
     """
     return float(np.einsum("ij,ij->", a, b)) if a.ndim == 2 else float(np.einsum("i,i->", a.ravel(), b.ravel()))
+
+
+def _inner64(a: np.ndarray, b: np.ndarray | None = None, block: int = 65536) -> float:
+    """Frobenius inner product ``sum(a * b)`` accumulated in float64, for float32 (or float64) arrays.
+
+    The arrays are widened to float64 ``block`` elements at a time into two reused buffers (a
+    product of two float32 numbers is exact in float64, and the float64 sum of 1e6 of them is
+    accurate to ~1e-13 relative), so no float64 copy of an ``(n, n)`` Gram is ever made.
+    ``b=None`` gives the squared Frobenius norm of ``a``. Both must have equal sizes.
+    """
+    fa = a.reshape(-1)
+    fb = fa if b is None else b.reshape(-1)
+    if fa.dtype == np.float64 and fb.dtype == np.float64:
+        return float(np.einsum("i,i->", fa, fb))
+    m = max(min(block, fa.size), 1)
+    xa = np.empty(m)
+    xb = xa if b is None else np.empty(m)
+    total = 0.0
+    for k in range(0, fa.size, m):
+        j = min(m, fa.size - k)
+        np.copyto(xa[:j], fa[k : k + j])
+        if b is not None:
+            np.copyto(xb[:j], fb[k : k + j])
+        total += float(np.einsum("i,i->", xa[:j], xb[:j]))
+    return total
+
+
+def _gram_stats64(K: np.ndarray, block_rows: int = 64) -> tuple[np.ndarray, float]:
+    """Row sums ``(n,)`` and squared Frobenius norm of a float32/float64 ``(n, n)`` Gram, in float64.
+
+    One pass over ``K``: ``block_rows`` rows at a time are widened to float64 in a reused
+    buffer, then summed and squared there (what implicit centring needs, see
+    :meth:`GramCache._linear_stats`).
+    """
+    n_rows, n_cols = K.shape
+    rows = np.empty(n_rows)
+    norm = 0.0
+    buf = np.empty((max(min(block_rows, n_rows), 1), n_cols))
+    for r in range(0, n_rows, buf.shape[0]):
+        blk = buf[: min(buf.shape[0], n_rows - r)]
+        np.copyto(blk, K[r : r + blk.shape[0]])
+        rows[r : r + blk.shape[0]] = blk.sum(axis=1)
+        norm += float(np.einsum("ij,ij->", blk, blk))
+    return rows, norm
 
 
 def _is_torch(x: Any) -> bool:
@@ -298,61 +348,87 @@ def _float32_input(X: Any) -> np.ndarray | None:
     return None
 
 
-def _gram_float32_centred(
+def _column_shift(X32: np.ndarray) -> np.ndarray:
+    """Approximate column means of ``(n, d)`` float32 ``X32`` as float32 ``(d,)``: ``1^T X / n``.
+
+    One BLAS ``sgemv`` (float32 accumulation, ~6x faster than a float64-accumulated mean). Only
+    used to shift the columns before a float32 Gram product: an error in it adds a per-column
+    constant to the shifted data, which double centring (``H``) removes exactly. Non-finite if
+    any entry is non-finite (or, for entries beyond ~1e35, if the float32 sum overflows).
+    """
+    n = X32.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ones(n, dtype=np.float32) @ X32 * np.float32(1.0 / n)
+
+
+def _gram_product_float32(
     X32: np.ndarray,
     out: np.ndarray | None = None,
     work: dict[str, np.ndarray] | None = None,
-    mean: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Centred Gram of finite float32 rows: float64 centring, float32 GEMM, float64 re-centring.
+    """Float32 Gram of column-centred finite float32 rows (the cache's stored form).
 
-    1. Column means are accumulated in float64 (``mean(dtype=float64)``) and rounded once to
-       float32 (``m32``).
-    2. ``Xc = X - m32`` in float32. Each difference of two float32 numbers is correctly rounded
-       (and exact whenever ``x`` and ``m32`` are within a factor of 2, the usual case for
-       features with large offsets), so ``Xc`` equals the float64-centred data rounded to
-       float32, plus a per-column constant ``m64 - m32`` (half an ulp of the mean).
+    1. Approximate column means ``m~`` (``shift``; default the float64-accumulated means
+       rounded to float32; :func:`_gram_products_float32` passes the faster
+       :func:`_column_shift`).
+    2. ``Xc = X - m~`` in float32. Each difference of two float32 numbers is correctly rounded
+       (and exact whenever ``x`` and ``m~`` are within a factor of 2, the usual case for
+       features with large offsets), so ``Xc`` equals the exactly centred data rounded to
+       float32, plus a per-column constant ``m - m~`` (the error of the means: ~1e-7 of
+       ``|m|``, far below the spread of any feature that carries signal).
     3. ``Xc Xc^T`` with a float32 symmetric rank-k update (BLAS ``ssyrk`` behind NumPy's
        ``A @ A.T``: half the FLOPs of a GEMM, exactly symmetric).
-    4. The result is widened to float64 and double-centred in float64, which removes the
-       per-column constant of step 2 exactly (``H`` annihilates column offsets).
 
-    What remains is float32 *product* rounding on centred data: measured entry errors up to
-    ~4e-7 of ``max|K|`` and CKA within 4e-10 of the all-float64 route at n = 1000-5000,
-    d = 1024-4096 with LLM-like anisotropic states (offsets and massive activations up to
-    3e4); see the module docstring "Precision". A float32 Gram of *uncentred* states (no steps
-    1-2) is ~100x worse and drifts with n.
+    The result is *not* exactly double-centred: it still carries the per-column constant of
+    step 2 and float32 product rounding. Every consumer re-centres it in float64 (``H`` removes
+    column offsets exactly; :meth:`GramCache.get`, :meth:`GramCache.compare`,
+    :func:`cka_from_grams`), which leaves float32 *product* rounding on centred data: entry
+    errors up to ~4e-7 of ``max|K|`` and CKA within 4e-10 of the all-float64 route at
+    n = 1000-5000, d = 1024-4096 with LLM-like anisotropic states (offsets and massive
+    activations up to 3e4); see the module docstring "Precision". A float32 Gram of
+    *uncentred* states (no steps 1-2) is ~100x worse and drifts with n.
 
     Args:
-        X32: ``(n, d)`` float32, all rows finite. out: optional ``(n, n)`` float64 destination.
+        X32: ``(n, d)`` float32, all rows finite. out: optional ``(n, n)`` float32 destination.
         work: optional dict of scratch buffers reused across calls of equal shape.
-        mean: the float64 column means of ``X32``, if already computed.
+        shift: ``(d,)`` finite approximate column means to subtract (None: computed in float64).
+
+    Returns:
+        np.ndarray: ``(n, n)`` float32, exactly symmetric.
     """
     n = X32.shape[0]
     if out is None:
-        out = np.empty((n, n), dtype=np.float64)
+        out = np.empty((n, n), dtype=np.float32)
     if not X32.size:
         out[...] = 0.0
         return out
     work = {} if work is None else work
-    m32 = (X32.mean(axis=0, dtype=np.float64) if mean is None else mean).astype(np.float32)
+    m32 = (X32.mean(axis=0, dtype=np.float64) if shift is None else shift).astype(np.float32, copy=False)
     Xc = work.get("xc")
     if Xc is None or Xc.shape != X32.shape:
         Xc = work["xc"] = np.empty(X32.shape, dtype=np.float32)
     np.subtract(X32, m32, out=Xc)
-    K32 = work.get("k32")
-    if K32 is None or K32.shape != (n, n):
-        K32 = work["k32"] = np.empty((n, n), dtype=np.float32)
-    np.matmul(Xc, Xc.T, out=K32)  # ssyrk: exactly symmetric
-    # H K H = K - (r_i + r_j - g), row means r accumulated in float64; widened and centred in
-    # one pass, symmetric term by term (so the result stays exactly symmetric)
+    np.matmul(Xc, Xc.T, out=out)  # ssyrk: exactly symmetric
+    return out
+
+
+def _double_centre_float64(K32: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``H K H`` of a float32 (or float64) Gram, widened to float64 and centred in one pass.
+
+    ``H K H = K - (r_i + r_j - g)`` with row means ``r`` (accumulated in float64) and grand
+    mean ``g``; symmetric term by term, so a symmetric input stays exactly symmetric.
+    Non-finite entries propagate (NaN rows stay NaN; callers centre finite blocks only).
+    """
+    n = K32.shape[0]
+    if out is None:
+        out = np.empty((n, n), dtype=np.float64)
+    if not K32.size:
+        return out
     r = K32.mean(axis=1, dtype=np.float64)
-    corr = work.get("corr")
-    if corr is None or corr.shape != (n, n):
-        corr = work["corr"] = np.empty((n, n), dtype=np.float64)
-    np.add.outer(r, r, out=corr)
-    corr -= r.mean()
-    np.subtract(K32, corr, out=out)
+    np.add.outer(r, r, out=out)
+    out -= r.mean()
+    np.subtract(K32, out, out=out)
     return out
 
 
@@ -408,20 +484,24 @@ def centered_grams(A: Any) -> np.ndarray:
     return out
 
 
-def _centered_grams_float32(A: Any) -> np.ndarray:
-    """:func:`centered_grams` with float32 products (:func:`_gram_float32_centred`).
+def _gram_products_float32(A: Any) -> np.ndarray:
+    """Float32 Grams of column-centred states for every layer (:func:`_gram_product_float32`).
 
-    Used by :class:`GramCache` when it stores float32. States stored in float32 or lower are
-    centred with float64 means directly; float64 states are centred in float64 first and the
-    centred values rounded to float32. Non-finite rows are marked NaN as in
-    :func:`centered_gram`.
+    What :class:`GramCache` stores when it stores float32: ``A (L, n, d)`` -> ``(L, n, n)``
+    float32, columns centred before the product, *not* re-centred after it (every reader
+    re-centres in float64). States stored in float32 or lower are centred with float64 means
+    directly; float64 states are centred in float64 first and the centred values rounded to
+    float32. A row with NaN/inf gets a NaN row and column, as in :func:`centered_gram`.
+
+    Raises:
+        ValueError: ``A`` is not 3-D.
     """
     shape = tuple(A.shape) if hasattr(A, "shape") else np.shape(A)
     if len(shape) != 3:
         raise ValueError(f"A must have 3 dimensions (n_layers, n, d), got shape {shape}")
     A32 = _float32_input(A)  # one conversion for the stack (torch / float16 / bfloat16)
     n = shape[1]
-    out = np.empty((shape[0], n, n), dtype=np.float64)
+    out = np.empty((shape[0], n, n), dtype=np.float32)
     work: dict[str, np.ndarray] = {}
     for i in range(shape[0]):
         if A32 is not None:
@@ -435,17 +515,45 @@ def _centered_grams_float32(A: Any) -> np.ndarray:
                 X32 = np.full(X.shape, np.nan, dtype=np.float32)
                 if ok.any():
                     X32[ok] = _center_columns(X[ok], "X")
-        # float64 column means are finite iff every entry is (float32 values cannot overflow a
-        # float64 sum), so one pass gives both the means and the finiteness test
-        mean = X32.mean(axis=0, dtype=np.float64) if X32.shape[0] else None
-        if mean is None or np.isfinite(mean).all():
-            _gram_float32_centred(X32, out=out[i], work=work, mean=mean)
+        # the shift is finite iff every entry is (barring float32 overflow of the sum, which
+        # lands in the branch below with every row kept), so one sgemv also tests finiteness
+        shift = _column_shift(X32) if X32.shape[0] else None
+        if shift is None or np.isfinite(shift).all():
+            _gram_product_float32(X32, out=out[i], work=work, shift=shift)
         else:
-            ok = np.isfinite(X32).all(axis=1)
+            ok = np.isfinite(X32).all(axis=1)  # (all True if only the float32 sum overflowed)
             out[i] = np.nan
             if ok.any():
-                out[i][np.ix_(ok, ok)] = _gram_float32_centred(np.ascontiguousarray(X32[ok]))
+                out[i][np.ix_(ok, ok)] = _gram_product_float32(np.ascontiguousarray(X32[ok]))
     return out
+
+
+def _recentre_float64(G: np.ndarray) -> np.ndarray:
+    """Float64, double-centred copy of a stack of stored Grams ``(L, n, n)``.
+
+    Each layer is centred over its finite examples only (NaN rows and columns, the mark of a
+    non-finite example, stay NaN), so re-centring a stored Gram equals the centred Gram of the
+    finite rows. Idempotent up to rounding.
+    """
+    out = np.empty(G.shape, dtype=np.float64)
+    for i in range(G.shape[0]):
+        ok = np.isfinite(np.diagonal(G[i]))
+        if ok.all():
+            _double_centre_float64(G[i], out=out[i])
+        else:
+            out[i] = np.nan
+            if ok.any():
+                out[i][np.ix_(ok, ok)] = _double_centre_float64(np.ascontiguousarray(G[i][np.ix_(ok, ok)]))
+    return out
+
+
+def _centered_grams_float32(A: Any) -> np.ndarray:
+    """:func:`centered_grams` with float32 products: ``(L, n, n)`` float64, double-centred.
+
+    The float32-storage route of :class:`GramCache` as the values its readers see:
+    :func:`_gram_products_float32` re-centred in float64 (:func:`_recentre_float64`).
+    """
+    return _recentre_float64(_gram_products_float32(A))
 
 
 def center_gram(K: Any) -> np.ndarray:
@@ -1488,15 +1596,15 @@ class GramCache:
     content key of the hidden states). Files are written atomically (temporary sibling, then
     rename), so a file either exists complete or not at all; one writer per file.
 
-    Precision: Grams are centred in float64. With ``storage_dtype="float32"`` (default) the
-    product is a float32 ``ssyrk`` on the centred data (entries within ~4e-7 of ``max|K|``, CKA
-    within ~1e-9 of float64; module docstring "Precision") and each stored entry is rounded once
-    more (relative error <= 6e-8); together they move CKA by < 1e-8 and are checked to 1e-6 by
-    the tests. ``"float64"`` computes with :func:`centered_grams` (all float64) for bit-exact
-    reuse. Values
-    returned by :meth:`get` are float64. ``compare(measure="linear_cka")`` centres the stored
-    Grams implicitly (row sums, float64 accumulation of the stored values), so it needs no
-    float64 copy of them.
+    Precision: with ``storage_dtype="float32"`` (default) the stored Gram is the float32
+    ``ssyrk`` product of the states with their columns shifted by approximate means
+    (:func:`_gram_product_float32`: entries within ~4e-7 of ``max|K|``, CKA within ~1e-9 of
+    float64; module docstring "Precision"), stored as computed and re-centred in float64 by
+    every reader; CKA is checked to 1e-6 against float64 by the tests. ``"float64"`` computes
+    with :func:`centered_grams` (all float64) for bit-exact reuse. Values returned by
+    :meth:`get` are float64 and double-centred. ``compare(measure="linear_cka")`` centres the
+    stored Grams implicitly (row sums and inner products accumulated in float64 from the stored
+    values), so it needs no float64 copy of them.
 
     Args:
         directory: where to persist (None = memory only).
@@ -1547,14 +1655,25 @@ class GramCache:
 
     # ---- write ---------------------------------------------------------------------------
     def put(self, model: str, task: str, grams: Any, *, metadata: Mapping[str, Any] | None = None) -> None:
-        """Store a ``(n_layers, n, n)`` stack of centred Grams (float64 in; stored in ``storage_dtype``)."""
-        if isinstance(grams, np.ndarray) and grams.dtype == np.float64 and grams.ndim == 3:
-            G = grams  # read only below: no float64 copy needed
+        """Store a ``(n_layers, n, n)`` stack of Grams (any float dtype; stored in ``storage_dtype``).
+
+        The Grams may be raw (``X X^T``) or centred: readers re-centre them. The caller's array
+        is copied, never kept.
+
+        Raises:
+            ValueError: not a 3-D stack of square matrices.
+        """
+        self._put(model, task, grams, metadata=metadata, owned=False)
+
+    def _put(self, model: str, task: str, grams: Any, *, metadata: Mapping[str, Any] | None, owned: bool) -> None:
+        if isinstance(grams, np.ndarray) and grams.dtype in (np.float32, np.float64) and grams.ndim == 3:
+            G = grams  # read only below
         else:
             G = as_float64(grams, "grams", ndim=3)
+            owned = True
         if G.shape[1] != G.shape[2]:
             raise ValueError(f"grams must have shape (n_layers, n, n), got {G.shape}")
-        stored = G.astype(self.storage_dtype)
+        stored = G if (owned and G.dtype == self.storage_dtype) else G.astype(self.storage_dtype)
         p = self.path(model, task)
         if p is not None:
             import json
@@ -1609,11 +1728,8 @@ class GramCache:
         G = self._load(model, task)
         memo = self._f64.get(key)
         if memo is None or memo[0] is not G:
-            F = G.astype(np.float64)
-            finite = bool(np.isfinite(np.diagonal(F, axis1=1, axis2=2)).all())
-            if finite:
-                for i in range(F.shape[0]):
-                    _center_gram_inplace(F[i])  # removes the offsets float32 storage rounding adds
+            finite = bool(np.isfinite(np.diagonal(G, axis1=1, axis2=2)).all())
+            F = _recentre_float64(G)  # finite examples only; NaN rows stay NaN
             norms = np.einsum("lij,lij->l", F, F)
             memo = (G, F, norms, finite)
             self._f64[key] = memo
@@ -1640,9 +1756,10 @@ class GramCache:
         if memo is None or memo[0] is not G:
             L, n = G.shape[0], G.shape[1]
             finite = bool(np.isfinite(np.diagonal(G, axis1=1, axis2=2)).all())
-            a = G.sum(axis=2, dtype=np.float64)  # row sums (L, n)
+            stats = [_gram_stats64(G[i]) for i in range(L)]  # row sums and |A|_F^2, one pass
+            a = np.stack([r for r, _ in stats]) if L else np.empty((0, n))  # (L, n)
             s = a.sum(axis=1)
-            raw = np.array([np.einsum("ij,ij->", G[i], G[i], dtype=np.float64) for i in range(L)])
+            raw = np.array([q for _, q in stats])
             norms = raw - 2.0 * np.einsum("li,li->l", a, a) / n + s * s / (n * n)
             memo = (G, a, s, norms, finite)
             self._lin[key] = memo
@@ -1651,13 +1768,45 @@ class GramCache:
         return memo
 
     def get(self, model: str, task: str, layer: int | None = None) -> np.ndarray:
-        """Cached Grams as float64: ``(n_layers, n, n)``, or ``(n, n)`` for one ``layer``.
+        """Cached Grams, float64 and double-centred: ``(n_layers, n, n)``, or ``(n, n)`` for one ``layer``.
+
+        Each layer is centred over its finite examples (``H K H``, Kornblith et al. 2019, Eq. 3);
+        a non-finite example keeps its NaN row and column. The result is a fresh array.
 
         Raises:
             KeyError: nothing cached for (model, task).
         """
         G = self._load(model, task)
-        return (G if layer is None else G[layer]).astype(np.float64)
+        return _recentre_float64(G) if layer is None else _recentre_float64(G[layer][None])[0]
+
+    def ensure(
+        self,
+        model: str,
+        task: str,
+        hidden: Any | Callable[[], Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Make sure the Grams of (model, task) are cached; compute them from ``hidden`` if missing.
+
+        Unlike :meth:`get_or_compute` nothing is returned, so a hit costs only a file-existence
+        check and a miss no float64 copy.
+
+        Args:
+            hidden: ``(n_layers, n, d)`` hidden states, or a zero-argument callable returning
+                them (called only on a miss).
+
+        Returns:
+            bool: True if the Grams were computed now, False if they were already cached.
+        """
+        if (model, task) in self:
+            return False
+        H = hidden() if callable(hidden) else hidden
+        # float32 storage: float32 products of column-shifted states (module doc "Precision")
+        G = _gram_products_float32(H) if self.storage_dtype == np.float32 else centered_grams(H)
+        self.n_computed += 1
+        self._put(model, task, G, metadata=metadata, owned=True)
+        return True
 
     def get_or_compute(
         self,
@@ -1674,22 +1823,11 @@ class GramCache:
                 them (called only on a cache miss, so states need not be loaded otherwise).
 
         Returns:
-            np.ndarray: ``(n_layers, n, n)`` float64 centred Grams (NaN rows for non-finite
-            examples, see :func:`centered_gram`).
+            np.ndarray: ``(n_layers, n, n)`` float64 centred Grams, as :meth:`get` returns them
+            (NaN rows for non-finite examples, see :func:`centered_gram`).
         """
-        try:
-            return self.get(model, task)
-        except KeyError:
-            pass
-        H = hidden() if callable(hidden) else hidden
-        # float32 storage: float32 products of float64-centred states (module doc "Precision")
-        G = _centered_grams_float32(H) if self.storage_dtype == np.float32 else centered_grams(H)
-        self.n_computed += 1
-        self.put(model, task, G, metadata=metadata)
-        # == self.get(model, task): the stored values as float64, written into our own private
-        # buffer instead of a fresh allocation
-        np.copyto(G, self._load(model, task))
-        return G
+        self.ensure(model, task, hidden, metadata=metadata)
+        return self.get(model, task)
 
     def compare(
         self,
@@ -1731,7 +1869,7 @@ class GramCache:
                 for i in idx:
                     if na[i] <= 0.0 or nb[i] <= 0.0:
                         raise _constant_error(f"layer {i} of {model_a if na[i] <= 0.0 else model_b!r}")
-                    xy = float(np.einsum("ij,ij->", GA[i], GB[i], dtype=np.float64))
+                    xy = _inner64(GA[i], GB[i])
                     xy += -2.0 * float(ra[i] @ rb[i]) / n + float(sa[i] * sb[i]) / (n * n)
                     out.append(xy / math.sqrt(na[i] * nb[i]))
                 return np.array(out, dtype=np.float64)

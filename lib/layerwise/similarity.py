@@ -175,7 +175,7 @@ def _inner64(a: np.ndarray, b: np.ndarray | None = None, block: int = 65536) -> 
     fa = a.reshape(-1)
     fb = fa if b is None else b.reshape(-1)
     if fa.dtype == np.float64 and fb.dtype == np.float64:
-        return float(np.einsum("i,i->", fa, fb))
+        return _inner(fa, fb)
     m = max(min(block, fa.size), 1)
     xa = np.empty(m)
     xb = xa if b is None else np.empty(m)
@@ -369,9 +369,8 @@ def _gram_product_float32(
 ) -> np.ndarray:
     """Float32 Gram of column-centred finite float32 rows (the cache's stored form).
 
-    1. Approximate column means ``m~`` (``shift``; default the float64-accumulated means
-       rounded to float32; :func:`_gram_products_float32` passes the faster
-       :func:`_column_shift`).
+    1. Approximate column means ``m~`` (:func:`_column_shift`, or ``shift`` if the caller
+       has it already).
     2. ``Xc = X - m~`` in float32. Each difference of two float32 numbers is correctly rounded
        (and exact whenever ``x`` and ``m~`` are within a factor of 2, the usual case for
        features with large offsets), so ``Xc`` equals the exactly centred data rounded to
@@ -392,7 +391,7 @@ def _gram_product_float32(
     Args:
         X32: ``(n, d)`` float32, all rows finite. out: optional ``(n, n)`` float32 destination.
         work: optional dict of scratch buffers reused across calls of equal shape.
-        shift: ``(d,)`` finite approximate column means to subtract (None: computed in float64).
+        shift: ``(d,)`` finite approximate column means to subtract (None: :func:`_column_shift`).
 
     Returns:
         np.ndarray: ``(n, n)`` float32, exactly symmetric.
@@ -404,7 +403,7 @@ def _gram_product_float32(
         out[...] = 0.0
         return out
     work = {} if work is None else work
-    m32 = (X32.mean(axis=0, dtype=np.float64) if shift is None else shift).astype(np.float32, copy=False)
+    m32 = _column_shift(X32) if shift is None else shift
     Xc = work.get("xc")
     if Xc is None or Xc.shape != X32.shape:
         Xc = work["xc"] = np.empty(X32.shape, dtype=np.float32)
@@ -1776,8 +1775,8 @@ class GramCache:
         Raises:
             KeyError: nothing cached for (model, task).
         """
-        G = self._load(model, task)
-        return _recentre_float64(G) if layer is None else _recentre_float64(G[layer][None])[0]
+        F = self._float64(model, task)[0]
+        return F.copy() if layer is None else F[layer].copy()
 
     def ensure(
         self,

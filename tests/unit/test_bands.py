@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import tidy_table
 from layerwise import bands as B
 
 
@@ -20,13 +21,7 @@ def table(delta: np.ndarray, pt: np.ndarray | None = None, *, measure: str = "li
     """Tidy CKA table whose SFT - PT difference is ``delta`` (tasks x layers)."""
     T, L = delta.shape
     pt = np.linspace(0.9, 0.5, L)[None, :].repeat(T, 0) if pt is None else pt
-    rows = []
-    for t in range(T):
-        for layer in range(1, L + 1):
-            for comp, v in ((B.PT, pt[t, layer - 1]), (sft_label, pt[t, layer - 1] + delta[t, layer - 1])):
-                rows.append({"task": f"task{t:02d}", "cluster": "nli", "layer": layer, "comparison": comp,
-                             "measure": measure, "value": float(v), "n_examples": 100})
-    return pd.DataFrame(rows)
+    return tidy_table({B.PT: pt, sft_label: pt + delta}, measure=measure)
 
 
 def noisy(base: np.ndarray, T: int = 23, sd: float = 0.05, seed: int = 0) -> np.ndarray:

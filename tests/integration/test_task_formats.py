@@ -28,7 +28,7 @@ from layerwise.templates import (
     wrap_prompt,
 )
 
-EXT = Path(__file__).parent / "fixtures" / "external"
+EXT = Path(__file__).parents[1] / "fixtures" / "external"
 HUB = EXT / "flan_hub"
 V1 = EXT / "flan_v1"
 GADGETS = EXT / "alpaca" / "gadgets.jsonl"

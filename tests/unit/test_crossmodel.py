@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import tidy_table
 from layerwise.bands import PT, SFT, find_bands
 from layerwise.crossmodel import (DELTA, band_agreement, bands_by_model, cluster_rank_agreement, depth_profiles,
                                   profile_correlation)
@@ -20,7 +21,7 @@ def ramp(depth, start, end):
 def sim_table(L, *, start=0.3, end=0.55, n_tasks=12, noise=0.01, seed=0, cluster_levels=None, rise=0.3):
     """A similarity table of one model: PT vs control falls with depth; SFT vs control = PT + rise * ramp."""
     rng = np.random.default_rng(seed)
-    rows = []
+    curves = {PT: np.empty((n_tasks, L)), SFT: np.empty((n_tasks, L))}
     for i in range(n_tasks):
         cluster = CLUSTERS[i % len(CLUSTERS)]
         level = 0.0 if cluster_levels is None else cluster_levels[cluster]
@@ -28,10 +29,9 @@ def sim_table(L, *, start=0.3, end=0.55, n_tasks=12, noise=0.01, seed=0, cluster
             d = layer / L
             pt = 0.95 - 0.4 * d + level + rng.normal(0, noise)
             sft = pt + rise * ramp(d, start, end) - 0.15 + rng.normal(0, noise)
-            for comparison, value in ((PT, pt), (SFT, sft)):
-                rows.append({"task": f"t{i}", "cluster": cluster, "layer": layer, "comparison": comparison,
-                             "measure": "linear_cka", "pooling": "last", "value": value, "n_examples": 64})
-    return pd.DataFrame(rows)
+            curves[PT][i, layer - 1], curves[SFT][i, layer - 1] = pt, sft
+    return tidy_table(curves, tasks=[f"t{i}" for i in range(n_tasks)],
+                      clusters=[CLUSTERS[i % len(CLUSTERS)] for i in range(n_tasks)], n_examples=64)
 
 
 def test_depth_profiles_put_each_layer_at_layer_over_L_with_task_quartiles():

@@ -159,6 +159,7 @@ def test_unreachable_index_names_package_and_command(fake, monkeypatch, tmp_path
 # ------------------------------------------------------------------ the real pinned packages
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_real_source_fetch(name):
     """Downloads the pinned package into the shared cache on first run (bigbench: 358 MB)."""

@@ -28,7 +28,20 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "read_json",
+    "FORMAT_KEY",
+    "CorruptArtefact",
+    "write_table",
+    "read_table",
+    "read_verified_json",
+    "safetensors_format",
+    "discard_corrupt",
+    "clean_orphans",
+    "RunLock",
+    "OutputDirInUse",
 ]
+
+#: Metadata key of the format tag every table and tensor file of a run carries.
+FORMAT_KEY = "layerwise_format"
 
 
 def cache_root() -> Path:
@@ -149,3 +162,230 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file written by :func:`atomic_write_json`."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------ verified reads
+
+
+class CorruptArtefact(Exception):
+    """An artefact on disk is truncated, unreadable, of another format, or fails its content check.
+
+    Attributes:
+        path: the artefact.
+        reason: one line saying what is wrong.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def discard_corrupt(err: CorruptArtefact) -> None:
+    """Report a corrupt artefact on stderr (one line with its path) and remove it, so it is recomputed.
+
+    A directory artefact (an adapter) is removed whole. Never raises for a file already gone.
+    """
+    import shutil
+    import sys
+
+    print(f"[layerwise] corrupt artefact, recomputing: {err.path} ({err.reason})", file=sys.stderr, flush=True)
+    if err.path.is_dir():
+        shutil.rmtree(err.path, ignore_errors=True)
+    else:
+        err.path.unlink(missing_ok=True)
+
+
+def write_table(df: Any, path: str | os.PathLike[str], fmt: str) -> Path:
+    """Write a DataFrame as parquet atomically, with the format tag ``fmt`` in the schema metadata.
+
+    Args:
+        df: ``pandas.DataFrame`` (index dropped).
+        path: target ``.parquet`` file.
+        fmt: format tag, e.g. ``"similarity/1"``; :func:`read_table` checks it.
+
+    Returns:
+        Path: ``path``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[FORMAT_KEY.encode()] = fmt.encode()
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+    return Path(path)
+
+
+def read_table(path: str | os.PathLike[str], fmt: str, columns: "tuple[str, ...] | list[str]" = ()) -> Any:
+    """Read a parquet table written by :func:`write_table`, checking its tag, columns and values.
+
+    Args:
+        path: the ``.parquet`` file.
+        fmt: the format tag it must carry.
+        columns: columns it must have.
+
+    Returns:
+        pandas.DataFrame.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptArtefact: unreadable (truncated) parquet, another format tag, a missing column, or no rows.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise CorruptArtefact(path, f"unreadable parquet: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    tag = (table.schema.metadata or {}).get(FORMAT_KEY.encode(), b"").decode()
+    if tag != fmt:
+        raise CorruptArtefact(path, f"format tag {tag!r}, expected {fmt!r}")
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise CorruptArtefact(path, f"missing columns {missing}")
+    if table.num_rows == 0:
+        raise CorruptArtefact(path, "no rows")
+    return table.to_pandas()
+
+
+def read_verified_json(path: str | os.PathLike[str], required: "tuple[str, ...] | list[str]" = ()) -> Any:
+    """Read a JSON object and check that it has the ``required`` keys.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptArtefact: not valid JSON (e.g. truncated), not an object, or a required key missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptArtefact(path, f"invalid JSON: {exc}") from None
+    if required:
+        if not isinstance(obj, dict):
+            raise CorruptArtefact(path, f"expected a JSON object, got {type(obj).__name__}")
+        missing = [k for k in required if k not in obj]
+        if missing:
+            raise CorruptArtefact(path, f"missing keys {missing}")
+    return obj
+
+
+def safetensors_format(path: str | os.PathLike[str], fmt: str | None = None) -> dict[str, str]:
+    """Check that a safetensors file is whole and return its metadata.
+
+    Reads the header (8-byte length + JSON) and checks that the file is exactly as long as the
+    header says (a truncated write fails this), that every tensor's byte range lies inside it, and -
+    if ``fmt`` is given - that the metadata's format tag equals ``fmt``.
+
+    Returns:
+        dict: the ``__metadata__`` of the file (empty if none).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptArtefact: header unreadable, file shorter or longer than the header says, or another tag.
+    """
+    import struct
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n <= 0 or 8 + n > size:
+                raise ValueError(f"header length {n} does not fit a file of {size} bytes")
+            header = json.loads(f.read(n))
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise CorruptArtefact(path, f"unreadable safetensors header: {exc}") from None
+    meta = header.pop("__metadata__", None) or {}
+    end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    if 8 + n + end != size:
+        raise CorruptArtefact(path, f"{size} bytes on disk, the header describes {8 + n + end} (truncated?)")
+    if fmt is not None and meta.get(FORMAT_KEY) != fmt:
+        raise CorruptArtefact(path, f"format tag {meta.get(FORMAT_KEY)!r}, expected {fmt!r}")
+    return dict(meta)
+
+
+# ------------------------------------------------------------------ orphans and the run lock
+
+
+def clean_orphans(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files and folders that :func:`atomic_path` leaves when a process is killed.
+
+    These are the hidden siblings named ``.<target>.<random>.tmp`` and ``.<target>.old`` below
+    ``root``. Call it only while holding the :class:`RunLock` of ``root`` (no other writer).
+
+    Returns:
+        list[Path]: what was removed.
+    """
+    import shutil
+
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for p in sorted(root.rglob(".*"), key=lambda q: len(q.parts), reverse=True):
+        if (p.name.endswith(".tmp") or p.name.endswith(".old")) and p.exists():
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+class OutputDirInUse(RuntimeError):
+    """Another process holds the run lock of an output directory."""
+
+
+class RunLock:
+    """An exclusive lock on a run's output directory, held for the life of the process or the block.
+
+    The lock is an ``fcntl.flock`` on ``<output_dir>/.lock``; the kernel releases it when the holding
+    process ends, even on SIGKILL, so a killed run never leaves a stale lock. The file records the
+    holder's pid and start time for the message a second run prints.
+
+    Raises:
+        OutputDirInUse: on :meth:`acquire`, when another process holds the lock.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike[str]):
+        self.path = Path(output_dir) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock (re-entrant within one object) and return ``self``."""
+        import fcntl
+        import time
+
+        if self._fd is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise OutputDirInUse(f"output_dir {self.path.parent} is in use by {holder}; wait for that run "
+                                 "to finish or set another output_dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Release the lock (the file stays; it is only a handle)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

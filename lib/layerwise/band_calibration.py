@@ -77,6 +77,9 @@ __all__ = [
     "false_positive_table",
     "choose_thresholds",
     "estimate_task_noise",
+    "GOAL_SIZES",
+    "MIN_STUDY_LAYERS",
+    "calibration_study",
 ]
 
 #: Shapes with a transition (recovery is measured on these) and without one (false positives).
@@ -93,6 +96,13 @@ THRESHOLD_GRID: dict[str, tuple[float, ...]] = {
     "min_sharpness": (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
     "min_contrast": (1.0, 1.5, 2.0, 3.0, 4.0),
 }
+
+#: The (layers, tasks) sizes of the goal: >= 80 % recovery, <= 10 % false positives (the
+#: book's default shape, 18 layers x 12 tasks, and the paper's depth with twice the tasks).
+GOAL_SIZES = ((18, 12), (32, 24))
+
+#: The fewest layers the simulated shapes need (two layers per band).
+MIN_STUDY_LAYERS = 6
 
 #: Noise levels (per-task SD of Delta CKA per layer) the thresholds are calibrated over.
 CALIBRATION_NOISE = (0.02, 0.04, 0.08)
@@ -134,8 +144,8 @@ def true_boundaries(n_layers: int) -> tuple[int, int]:
 
 
 def _check_sizes(n_layers: int, n_tasks: int, n_draws: int, noise_sd: float) -> None:
-    if int(n_layers) < 6:
-        raise ValueError(f"n_layers must be >= 6 for the simulated shapes, got {n_layers}")
+    if int(n_layers) < MIN_STUDY_LAYERS:
+        raise ValueError(f"n_layers must be >= {MIN_STUDY_LAYERS} for the simulated shapes, got {n_layers}")
     if int(n_tasks) < 1:
         raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
     if int(n_draws) < 1:
@@ -273,6 +283,39 @@ def simulate_band_draws(
             "rise": f["rise"], "rise_z": f["rise_z"], "sharpness": f["sharpness"], "contrast": f["contrast"],
         }))
     return pd.concat(parts, ignore_index=True)
+
+
+def calibration_study(
+    n_layers: int,
+    n_tasks: int,
+    noise_sd: float = DEFAULT_NOISE_SD,
+    *,
+    n_draws: int = 400,
+    seed: int = 0,
+    params: CurveShape = CurveShape(),
+) -> pd.DataFrame:
+    """The study a chapter shows: a run's own size and noise, plus the :data:`GOAL_SIZES`.
+
+    Draws every shape at ``(n_layers, n_tasks)`` (skipped if ``n_layers <``
+    :data:`MIN_STUDY_LAYERS`, too shallow for the simulated shapes) and at each goal size, all at ``noise_sd`` (e.g.
+    :func:`estimate_task_noise` of the run). A pure function of its arguments (cacheable).
+
+    Args:
+        n_layers, n_tasks: the run's layer and task counts. noise_sd: per-task noise SD (>= 0).
+        n_draws, seed, params: as in :func:`simulate_band_draws`.
+
+    Returns:
+        :func:`simulate_band_draws` rows of those sizes (each size once).
+
+    Raises:
+        ValueError: ``n_tasks < 1`` or bad ``noise_sd`` / ``n_draws``.
+    """
+    if int(n_tasks) < 1:
+        raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
+    sizes = ([(int(n_layers), int(n_tasks))] if int(n_layers) >= MIN_STUDY_LAYERS else []) + list(GOAL_SIZES)
+    sizes = list(dict.fromkeys(sizes))
+    return pd.concat([simulate_band_draws((L,), (T,), noise_sd=noise_sd, n_draws=n_draws, seed=seed, params=params)
+                      for L, T in sizes], ignore_index=True)
 
 
 def _identifiable(draws: pd.DataFrame, min_rise_z: float, min_sharpness: float, min_contrast: float) -> NDArray[np.bool_]:

@@ -135,3 +135,17 @@ def test_calibrated_constants_are_the_studys_choice_and_meet_the_goal(default_st
     for L, T in [(18, 12), (32, 24)]:
         for shape in C.TRANSITION_SHAPES:
             assert rec.loc[(shape, L, T)].min() >= 0.8, (shape, L, T, rec.loc[(shape, L, T)])
+
+
+def test_chapter_study_and_chart():
+    from layerwise.charts import band_calibration_chart
+
+    d = C.calibration_study(4, 3, 0.05, n_draws=10)          # a 4-layer run is too shallow: goal sizes only
+    assert sorted(set(zip(d["n_layers"], d["n_tasks"]))) == sorted(C.GOAL_SIZES)
+    d = C.calibration_study(30, 9, 0.05, n_draws=10)
+    assert set(zip(d["n_layers"], d["n_tasks"])) == {(30, 9), *C.GOAL_SIZES} and (d["noise_sd"] == 0.05).all()
+    chart = band_calibration_chart(C.recovery_table(d), C.false_positive_table(d)).to_dict()
+    assert len(chart["vconcat"]) == 2 and "0.050" in chart["title"]
+    with pytest.raises(ValueError, match="noise_sd: the tables hold 2 noise levels"):
+        both = C.simulate_band_draws((18,), (6,), noise_sd=(0.02, 0.04), n_draws=5)
+        band_calibration_chart(C.recovery_table(both), C.false_positive_table(both))

@@ -36,7 +36,7 @@ Rule (two-breakpoint segmented regression, exact least squares)
 
     Why free outer slopes: an earlier version fitted flat plateaus on both sides; on curves
     shaped like the paper's Fig. 2 the refinement band's continued rise pulled the end of the
-    transition deep into the refinement band (it recovered the bands within 2 layers in about 2 %
+    transition deep into the refinement band (it recovered the bands within 2 layers in at most 2 %
     of simulated draws at 18 and 32 layers, :mod:`layerwise.band_calibration`). A shared band in
     which SFT's own curve dips is fitted by a falling ``s1``. Whether the shared band has
     ``Delta <= 0`` (SFT more general than PT, finding 3) is *reported* (:attr:`Bands.summary`,

@@ -70,7 +70,7 @@ def test_fit_is_shift_and_scale_equivariant_and_deterministic():
     assert B.fit_bands(y) == f  # same answer twice (array fields are not compared)
 
 
-def test_sharpness_zero_for_plateauless_curves():
+def test_sharpness_zero_when_a_one_knot_fit_is_exact():
     L = 20
     layer = np.arange(1, L + 1, dtype=float)
     assert B.fit_bands(np.zeros(L)).sharpness == 0.0                     # flat

@@ -1,8 +1,9 @@
 """Layer bands by an explicit rule: shared, transition and refinement layers (paper Fig. 1/2).
 
 The paper reads its three bands of Llama 2 7B (shared 1-9, transition 10-15, refinement 16-32 of
-32 blocks) off Figure 2 by eye and reports no rule. This module fixes one rule, computes its
-boundaries with task-bootstrap confidence intervals, states when *no* transition can be
+32 blocks) off Figure 2 by eye and reports no rule. This module fixes one rule, calibrated by
+simulation (:mod:`layerwise.band_calibration`), computes its boundaries with task-bootstrap
+confidence intervals, states when *no* transition can be
 identified (the paper's unseen-task finding, Fig. 7) and puts models of different depth on one
 relative-depth scale.
 
@@ -15,54 +16,50 @@ Signal
     the bands. ``signal="experimental"`` uses the median CKA(SFT, C_t) curve instead (the rise of
     Fig. 2's SFT boxes) for robustness checks.
 
-Rule (plateau - ramp - plateau, exact least squares)
-    The paper describes the curve as flat-and-low (shared: SFT not above PT), a sharp rise
-    (transition: "the biggest SFT-vs-PT changes"), then flat-and-high (refinement: "without much
-    further change"). The rule fits exactly that shape: a continuous piecewise-linear function
-    with two knots ``1 <= b1 < b2 <= L - 1``::
+Rule (two-breakpoint segmented regression, exact least squares)
+    The paper describes the curve as low (shared: SFT not above PT), a sharp rise (transition:
+    "the biggest SFT-vs-PT changes"), then high with a smaller, continued rise (refinement), while
+    PT keeps falling. The rule fits a continuous piecewise-linear function with two knots
+    ``1 <= b1 < b2 <= L - 1`` and free slopes in all three pieces::
 
-        f(l) = a                                    for l <= b1        (shared)
+        f(l) = a + s1 (l - b1)                      for l <= b1        (shared)
         f(l) = a + (c - a) (l - b1) / (b2 - b1)     for b1 < l <= b2   (transition)
-        f(l) = c                                    for l > b2         (refinement)
+        f(l) = c + s3 (l - b2)                      for l > b2         (refinement)
 
-    For every admissible pair ``(b1, b2)`` the levels ``(a, c)`` are the ordinary least-squares
-    solution (2 regressors), and the pair with the smallest residual sum of squares wins; all
-    ``(L-2)(L-1)/2`` pairs are enumerated, so the optimum is exact and deterministic (ties go to
-    the smallest ``b1``, then the smallest ``b2``). ``b1`` is the **last shared layer** and ``b2``
-    the **last transition layer**: the transition layers are exactly those whose fitted value
-    differs from the previous layer's. Every band has at least one layer, so ``L >= 3``.
+    (an outer band with fewer than :data:`MIN_SLOPE_LAYERS` layers is a plateau, slope 0). For
+    every pair ``(b1, b2)`` the coefficients ``(a, c, s1, s3)`` are the ordinary least-squares
+    solution and the pair with the smallest residual sum of squares wins; all pairs are
+    enumerated, so the optimum is exact and deterministic (ties go to the smallest ``b1``, then
+    ``b2``). ``b1`` is the **last shared layer**, ``b2`` the **last transition layer**. This is
+    segmented regression with unknown breakpoints (Hudson 1966, JASA 61:1097; Muggeo 2003, Stat.
+    Med. 22:3055) restricted to whole layers. Every band has at least one layer, so ``L >= 3``.
 
-    Why not 3 piecewise-*constant* segments: on a ramp their middle segment sits at mid-height
-    and its boundaries cut the rise in thirds instead of marking where the rise starts and ends,
-    and they add two spurious jumps. Why not free slopes in the outer segments: the plateaus are
-    what "shared" and "refinement" mean; a slight drift in the refinement band (the paper's
-    "rises a little more") is left in the residual. Why not thresholds on the raw curve (sign of
-    ``m(l)``, cumulative rise): they depend on arbitrary levels and flip with single noisy layers;
-    least squares uses every layer. Whether the shared band has ``Delta <= 0`` (SFT more general
-    than PT, finding 3) is *reported* (:attr:`Bands.summary`, ``mean_delta`` and its CI), not
-    imposed, so the finding can fail.
+    Why free outer slopes: an earlier version fitted flat plateaus on both sides; on curves
+    shaped like the paper's Fig. 2 the refinement band's continued rise pulled the end of the
+    transition deep into the refinement band (it recovered the bands within 2 layers in at most 2 %
+    of simulated draws at 18 and 32 layers, :mod:`layerwise.band_calibration`). A shared band in
+    which SFT's own curve dips is fitted by a falling ``s1``. Whether the shared band has
+    ``Delta <= 0`` (SFT more general than PT, finding 3) is *reported* (:attr:`Bands.summary`,
+    ``mean_delta`` and its CI), not imposed, so the finding can fail.
 
-Is a transition identifiable? (explicit criterion)
-    Two numbers, both must pass:
+Is a transition identifiable? (explicit criterion, calibrated by simulation)
+    Three numbers, all must pass (``transition_score = min`` of the three ratios ``>= 1``):
 
-    * ``rise_z = (c - a) / se(c - a) >= min_rise_z`` (default 3): the fitted rise must exceed
-      ``min_rise_z`` times its bootstrap noise, where ``se`` is the standard deviation of the
-      rise over task-bootstrap replicates, each *refitted* (boundaries re-chosen), so the
-      selection of the knots is part of the noise. A falling curve (``c <= a``) fails.
-    * ``sharpness = 1 - RSS_bands / RSS_alt >= min_sharpness`` (default 0.5): the three bands
-      must remove at least half of the residual of the best fit of the same family that lacks
-      a plateau -- no shared plateau (``b1 = 0``: the rise starts at layer 1) or no refinement
-      plateau (``b2 = L``: the rise runs to the last layer); the straight line over all layers
-      is one of these. A steady monotone trend, a flat curve, or a flat-then-steadily-rising
-      "hinge" (SFT catching up with PT only gradually, as in the paper's Fig. 7) has nothing
-      for the second knot to explain, so ``sharpness`` is near 0 (exactly 0 when the plateau-less
-      fit is exact); fitting pure noise with the extra knot typically gains 0-0.3. A band
-      fit whose shared or refinement band is a single layer is itself plateau-less (one point is
-      no plateau), so it always fails: an identifiable transition has >= 2 layers on each side.
-    ``transition_score = min(rise_z / min_rise_z, sharpness / min_sharpness)`` summarises both;
-    the transition is identifiable iff ``transition_score >= 1``. With ``n_boot=0`` (or one
-    task) there is no bootstrap, ``rise_z`` is NaN and only the rise sign and ``sharpness`` are
-    checked (``Bands.noise_checked`` is False).
+    * ``rise_z = (c - a) / se(c - a) >= min_rise_z``: the rise over the transition band must
+      exceed ``min_rise_z`` times its least-squares standard error (residual variance of the fit,
+      given the knots). A falling curve (``c <= a``) fails.
+    * ``sharpness = 1 - RSS_bands / RSS_alt >= min_sharpness``: the two knots must remove that
+      share of the residual of the best *one*-knot fit (two straight pieces, which includes the
+      straight line). A steady trend, a flat curve or a flat-then-steadily-rising "hinge" (SFT
+      catching up with PT only gradually, as in the paper's Fig. 7) has nothing for the second
+      knot to explain, so ``sharpness`` is near 0; fitting pure noise with the extra knot gains
+      typically 0.1-0.3.
+    * ``contrast = slope(transition) / max(s1, s3) >= min_contrast``: the transition must be
+      steeper than both outer bands (+inf if neither rises).
+
+    The thresholds :data:`MIN_RISE_Z`, :data:`MIN_SHARPNESS`, :data:`MIN_CONTRAST` were chosen
+    by the simulation study of :mod:`layerwise.band_calibration`, which also reports the rule's
+    recovery and false-positive rates at a run's size and noise.
 
 Confidence intervals
     Percentile intervals (:func:`layerwise.stats.percentile_ci`) of the refitted boundaries over
@@ -94,8 +91,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from layerwise.stats import bootstrap_tasks, percentile_ci
+from layerwise.vocab import HELDOUT_SFT, PT, SFT
 
 __all__ = [
     "PT",
@@ -107,7 +106,13 @@ __all__ = [
     "Bands",
     "task_curves",
     "delta_table",
+    "MIN_RISE_Z",
+    "MIN_SHARPNESS",
+    "MIN_CONTRAST",
+    "MIN_SLOPE_LAYERS",
+    "fit_many",
     "fit_bands",
+    "transition_score",
     "find_bands",
     "band_layers",
     "relative_depth",
@@ -116,10 +121,6 @@ __all__ = [
     "band_diagram_data",
 ]
 
-#: Comparison labels of the tidy CKA table.
-PT = "PT vs control"
-SFT = "SFT vs control"
-HELDOUT_SFT = "held-out SFT vs control"
 
 #: Band names, shallow to deep.
 BAND_NAMES = ("shared", "transition", "refinement")
@@ -256,23 +257,45 @@ def delta_table(
 
 
 # --------------------------------------------------------------------------------------------
-# The rule on one curve
+# The rule on one curve (and, vectorised, on many)
 # --------------------------------------------------------------------------------------------
+
+#: An outer band (shared or refinement) gets its own fitted slope only if it has at least this
+#: many layers; with fewer, the band is a plateau (two points and continuity would fit any slope
+#: exactly, so a slope there carries no information).
+MIN_SLOPE_LAYERS = 3
+
+# Thresholds of the identifiability criterion, chosen by the simulation study: they are
+# ``layerwise.band_calibration.choose_thresholds(simulate_band_draws(noise_sd=CALIBRATION_NOISE))``
+# (18, 30 and 32 layers, 6-24 tasks, three noise levels, curves shaped like the paper's Fig. 2 and
+# null curves without a transition; see that module): the grid point of
+# ``band_calibration.THRESHOLD_GRID`` with the best mean recovery whose worst false-positive rate
+# is <= 10 %. ``tests/unit/test_band_calibration.py`` re-runs the choice and compares.
+#: Rise over its least-squares standard error (``BandFit.rise_z``).
+MIN_RISE_Z = 3.0
+#: Share of the best one-knot fit's residual the second knot removes (``BandFit.sharpness``).
+MIN_SHARPNESS = 0.3
+#: Transition slope over the steeper outer slope (``BandFit.contrast``).
+MIN_CONTRAST = 2.0
 
 
 @dataclass(frozen=True)
 class BandFit:
-    """Plateau-ramp-plateau least-squares fit of one curve (see the module docstring).
+    """Two-breakpoint segmented least-squares fit of one curve (see the module docstring).
 
     Attributes:
         last_shared: ``b1``, last layer of the shared band (1-based).
         last_transition: ``b2``, last layer of the transition band.
-        shared_level: ``a``, fitted level of the shared plateau.
-        refined_level: ``c``, fitted level of the refinement plateau.
-        rss: residual sum of squares of the fit.
-        rss_alt: of the best fit of the same family *without* a shared plateau (``b1 = 0``) or
-            without a refinement plateau (``b2 = L``); this includes the straight line.
+        shared_level: ``a``, fitted value at layer ``b1`` (end of the shared band).
+        refined_level: ``c``, fitted value at layer ``b2`` (end of the transition band).
+        shared_slope, refined_slope: fitted slopes (per layer) of the shared and refinement
+            bands (0 when the band has fewer than :data:`MIN_SLOPE_LAYERS` layers).
+        rss: residual sum of squares of the fit. df: residual degrees of freedom (L - rank).
+        rss_alt: of the best *one*-knot continuous segmented fit (no transition band: two
+            straight pieces, which includes the straight line).
         rss_line: of the best straight line. tss: total sum of squares about the mean.
+        rise_se: least-squares standard error of the rise ``c - a`` given the knots
+            (``sqrt(rss / df) * ||pinv(X)^T w||`` with ``w = (-1, 1, 0, 0)``; NaN if df = 0).
         fitted: ``(L,)`` fitted curve.
     """
 
@@ -280,28 +303,45 @@ class BandFit:
     last_transition: int
     shared_level: float
     refined_level: float
+    shared_slope: float
+    refined_slope: float
     rss: float
+    df: int
     rss_alt: float
     rss_line: float
     tss: float
+    rise_se: float
     fitted: np.ndarray = field(repr=False, compare=False)
 
     @property
     def rise(self) -> float:
-        """``c - a``: the total rise of the fitted curve across the transition."""
+        """``c - a``: the rise of the fitted curve across the transition band."""
         return self.refined_level - self.shared_level
 
     @property
-    def sharpness(self) -> float:
-        """``1 - rss / rss_alt``: the share of the best plateau-less fit's residual the bands remove.
+    def transition_slope(self) -> float:
+        """``(c - a) / (b2 - b1)``: the fitted slope (per layer) of the transition band."""
+        return self.rise / (self.last_transition - self.last_shared)
 
-        0 if a fit without one of the plateaus (e.g. a straight line) is already exact (to 1e-10
-        of the total variance), or if the best band fit has a one-layer shared or refinement
-        band (such a fit is also in the plateau-less family).
+    @property
+    def contrast(self) -> float:
+        """Transition slope over the steeper rising outer slope (see :func:`_contrast`)."""
+        return float(_contrast(np.array(self.transition_slope), np.array(self.shared_slope),
+                               np.array(self.refined_slope)))
+
+    @property
+    def rise_z(self) -> float:
+        """``rise / rise_se`` (inf for an exact fit with a positive rise; see :func:`_rise_z`)."""
+        return float(_rise_z(np.array(self.rise), np.array(self.rise_se), np.array(self.rss), np.array(self.tss)))
+
+    @property
+    def sharpness(self) -> float:
+        """``1 - rss / rss_alt``: the share of the best one-knot fit's residual the bands remove.
+
+        0 if a one-knot fit (e.g. a straight line) is already exact (to 1e-10 of the total
+        variance).
         """
-        if not self.rss_alt > 1e-10 * self.tss:
-            return 0.0
-        return float(max(0.0, 1.0 - self.rss / self.rss_alt))
+        return float(_sharpness(np.array(self.rss), np.array(self.rss_alt), np.array(self.tss)))
 
     @property
     def r2(self) -> float:
@@ -309,47 +349,148 @@ class BandFit:
         return float(1.0 - self.rss / self.tss) if self.tss > 0 else float("nan")
 
 
+def _contrast(slope2: NDArray[np.float64], slope1: NDArray[np.float64], slope3: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``slope2 / max(slope1, slope3)``; +inf if neither outer band rises, 0 if ``slope2 <= 0``."""
+    outer = np.maximum(slope1, slope3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(outer > 0, slope2 / np.where(outer > 0, outer, 1.0), np.inf)
+    return np.where(slope2 > 0, c, 0.0)
+
+
+def _rise_z(rise: NDArray[np.float64], se: NDArray[np.float64], rss: NDArray[np.float64],
+            tss: NDArray[np.float64]) -> NDArray[np.float64]:
+    exact = rss <= 1e-12 * np.maximum(tss, 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = rise / se
+    return np.where(exact, np.where(rise > 0, np.inf, 0.0), np.where(np.isfinite(se) & (se > 0), z, 0.0))
+
+
+def _sharpness(rss: NDArray[np.float64], rss_alt: NDArray[np.float64], tss: NDArray[np.float64]) -> NDArray[np.float64]:
+    ok = rss_alt > 1e-10 * tss
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = 1.0 - rss / np.where(ok, rss_alt, 1.0)
+    return np.where(ok, np.maximum(s, 0.0), 0.0)
+
+
+def transition_score(rise_z: Any, sharpness: Any, contrast: Any, *, min_rise_z: float = MIN_RISE_Z,
+                     min_sharpness: float = MIN_SHARPNESS, min_contrast: float = MIN_CONTRAST) -> NDArray[np.float64]:
+    """``min(rise_z / min_rise_z, sharpness / min_sharpness, contrast / min_contrast)``.
+
+    A transition is identifiable iff the score is >= 1 (all three pass). Element-wise on arrays.
+
+    Args:
+        rise_z, sharpness, contrast: :class:`BandFit` statistics (scalars or arrays).
+        min_rise_z, min_sharpness, min_contrast: thresholds (> 0).
+
+    Returns:
+        float64 array of the broadcast shape (0-d for scalars).
+    """
+    return np.minimum.reduce([np.asarray(rise_z, dtype=np.float64) / min_rise_z,
+                              np.asarray(sharpness, dtype=np.float64) / min_sharpness,
+                              np.asarray(contrast, dtype=np.float64) / min_contrast])
+
+
 _BASES: dict[int, dict[str, np.ndarray]] = {}
 
 
-def _design(pairs: np.ndarray, L: int) -> np.ndarray:
-    """``(P, L, 2)`` regressors ``[f_a, f_c]`` of the plateau-ramp-plateau model for knot pairs."""
-    layer = np.arange(1, L + 1, dtype=np.float64)[None, :]
-    b1 = pairs[:, :1].astype(np.float64)
-    b2 = pairs[:, 1:].astype(np.float64)
-    fa = np.clip((b2 - layer) / (b2 - b1), 0.0, 1.0)  # 1 up to b1, linear to 0 at b2, then 0
-    return np.stack([fa, 1.0 - fa], axis=-1)
+def _orthonormal(X: np.ndarray) -> np.ndarray:
+    """``(P, L, k)`` orthonormal bases of the column spaces of ``X`` (zero-padded where rank < k)."""
+    U, s, _ = np.linalg.svd(X, full_matrices=False)
+    keep = s > 1e-10 * s[:, :1]
+    return U * keep[:, None, :]
 
 
 def _bases(L: int) -> dict[str, np.ndarray]:
-    """Knot pairs, designs and orthonormal bases (cached per L) of the band model and its rivals.
+    """Knot pairs, designs, bases and pseudo-inverses (cached per L) of the band model and its rival.
 
-    ``pairs``: admissible ``(b1, b2)``, ``1 <= b1 < b2 <= L - 1``. ``alt_pairs``: the same
-    family without a shared plateau (``b1 = 0``) or without a refinement plateau (``b2 = L``);
-    ``(0, L)`` is the straight line. ``(0, 1)`` (a constant) is left out: it is rank-deficient
-    and nested in the line.
+    Band model, for ``1 <= b1 < b2 <= L - 1``: columns ``fa = clip((b2 - l) / (b2 - b1), 0, 1)``,
+    ``1 - fa`` (levels ``a`` at ``b1`` and ``c`` at ``b2``), ``min(l - b1, 0)`` (shared slope)
+    and ``max(l - b2, 0)`` (refinement slope); a slope column is zero when its band has fewer
+    than :data:`MIN_SLOPE_LAYERS` layers. Rival (one knot ``k`` in ``1..L-1``): ``1``,
+    ``min(l - k, 0)``, ``max(l - k, 0)`` with the same rule (``k = 1`` is the straight line).
     """
     if L not in _BASES:
+        layer = np.arange(1, L + 1, dtype=np.float64)[None, :]
         pairs = np.array([(b1, b2) for b1 in range(1, L - 1) for b2 in range(b1 + 1, L)], dtype=int)
-        alt = sorted({(0, b2) for b2 in range(2, L + 1)} | {(b1, L) for b1 in range(0, L)})
-        alt_pairs = np.array(alt, dtype=int)
-        X = _design(pairs, L)
+        b1 = pairs[:, :1].astype(np.float64)
+        b2 = pairs[:, 1:].astype(np.float64)
+        fa = np.clip((b2 - layer) / (b2 - b1), 0.0, 1.0)
+        g1 = np.minimum(layer - b1, 0.0) * (b1 >= MIN_SLOPE_LAYERS)
+        g3 = np.maximum(layer - b2, 0.0) * ((L - b2) >= MIN_SLOPE_LAYERS)
+        X = np.stack([fa, 1.0 - fa, g1, g3], axis=-1)
+        k = np.arange(1, L, dtype=np.float64)[:, None]
+        left = np.minimum(layer - k, 0.0) * (k >= MIN_SLOPE_LAYERS)
+        right = np.maximum(layer - k, 0.0)
+        alt = np.stack([np.ones_like(left), left, right], axis=-1)
+        line = np.stack([np.ones(L), layer[0]], axis=-1)[None]
         _BASES[L] = {
-            "pairs": pairs, "X": X, "Q": np.linalg.qr(X)[0],
-            "alt_pairs": alt_pairs, "alt_Q": np.linalg.qr(_design(alt_pairs, L))[0],
+            "pairs": pairs, "X": X, "Q": _orthonormal(X), "pinv": np.linalg.pinv(X),
+            "rank": np.linalg.matrix_rank(X), "alt_Q": _orthonormal(alt), "line_Q": _orthonormal(line),
         }
     return _BASES[L]
 
 
-def _rss(Q: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Residual sums of squares of ``y`` after projection on each ``(L, 2)`` basis in ``Q``."""
-    proj = np.einsum("pld,l->pd", Q, y)
-    resid = y[None, :] - np.einsum("pld,pd->pl", Q, proj)
-    return np.einsum("pl,pl->p", resid, resid)
+def _resid_ss(Q: np.ndarray, Y: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """``(N, P)`` residual sums of squares of the rows of ``Y`` (N, L) on each basis ``Q`` (P, L, k)."""
+    proj = np.einsum("plk,nl->npk", Q, Y, optimize=True)
+    return np.maximum(yy[:, None] - np.einsum("npk,npk->np", proj, proj), 0.0)
+
+
+def fit_many(curves: Any) -> dict[str, NDArray[Any]]:
+    """The band fit of many curves at once (the vectorised core of :func:`fit_bands`).
+
+    Args:
+        curves: ``(N, L)`` finite float values, one curve per row, ``L >= 3``.
+
+    Returns:
+        dict of ``(N,)`` arrays: ``last_shared, last_transition`` (int), ``shared_level,
+        refined_level, shared_slope, refined_slope, rss, df, rss_alt, rss_line, tss, rise_se,
+        rise, rise_z, sharpness, contrast`` (float64), and ``fitted`` ``(N, L)``.
+
+    Raises:
+        ValueError: not 2-D, fewer than 3 layers, or non-finite values.
+    """
+    Y = np.array(curves, dtype=np.float64)
+    if Y.ndim != 2:
+        raise ValueError(f"curves must be 2-D (curves x layers), got shape {Y.shape}")
+    N, L = Y.shape
+    if L < 3:
+        raise ValueError(f"band detection needs at least 3 layers (one per band), got {L}")
+    if not np.isfinite(Y).all():
+        raise ValueError("curves has non-finite values")
+    B = _bases(L)
+    mean = Y.mean(axis=1, keepdims=True)
+    Yc = Y - mean  # every model holds the constants; centring only improves rounding
+    yy = np.einsum("nl,nl->n", Yc, Yc)
+    rss_all = _resid_ss(B["Q"], Yc, yy)
+    # deterministic tie-break: among fits equal to rounding, the first pair (smallest b1, b2)
+    tol = 1e-12 * np.maximum(yy, 1e-300)
+    best = np.argmax(rss_all <= rss_all.min(axis=1, keepdims=True) + tol[:, None], axis=1)
+    coef = np.einsum("nkl,nl->nk", B["pinv"][best], Yc)
+    fitted = np.einsum("nlk,nk->nl", B["X"][best], coef) + mean
+    coef[:, :2] += mean  # the two level columns sum to 1
+    rss = rss_all[np.arange(N), best]
+    df = L - B["rank"][best]
+    w = B["pinv"][best][:, 1, :] - B["pinv"][best][:, 0, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = np.where(df > 0, np.sqrt(rss / np.maximum(df, 1)), np.nan)
+    rise_se = sigma * np.sqrt(np.einsum("nl,nl->n", w, w))
+    rss_alt = _resid_ss(B["alt_Q"], Yc, yy).min(axis=1)
+    rss_line = _resid_ss(B["line_Q"], Yc, yy)[:, 0]
+    b1, b2 = B["pairs"][best, 0], B["pairs"][best, 1]
+    rise = coef[:, 1] - coef[:, 0]
+    out = {
+        "last_shared": b1, "last_transition": b2, "shared_level": coef[:, 0], "refined_level": coef[:, 1],
+        "shared_slope": coef[:, 2], "refined_slope": coef[:, 3], "rss": rss, "df": df, "rss_alt": rss_alt,
+        "rss_line": rss_line, "tss": yy, "rise_se": rise_se, "rise": rise,
+        "rise_z": _rise_z(rise, rise_se, rss, yy), "sharpness": _sharpness(rss, rss_alt, yy),
+        "contrast": _contrast(rise / (b2 - b1), coef[:, 2], coef[:, 3]), "fitted": fitted,
+    }
+    return out
 
 
 def fit_bands(curve: Any) -> BandFit:
-    """Fit the plateau-ramp-plateau rule to one layer curve (exact, deterministic).
+    """Fit the two-breakpoint segmented band model to one layer curve (exact, deterministic).
 
     Args:
         curve: ``(L,)`` real values for layers 1..L (e.g. the median Delta CKA), ``L >= 3``.
@@ -363,33 +504,20 @@ def fit_bands(curve: Any) -> BandFit:
     y = np.array(curve, dtype=np.float64)
     if y.ndim != 1:
         raise ValueError(f"curve must be 1-D (one value per layer), got shape {y.shape}")
-    L = y.shape[0]
-    if L < 3:
-        raise ValueError(f"band detection needs at least 3 layers (one per band), got {L}")
+    if y.shape[0] < 3:
+        raise ValueError(f"band detection needs at least 3 layers (one per band), got {y.shape[0]}")
     if not np.isfinite(y).all():
         raise ValueError(
             f"curve has non-finite values at layer(s) {[int(i) + 1 for i in np.flatnonzero(~np.isfinite(y))]}"
         )
-    B = _bases(L)
-    pairs, X = B["pairs"], B["X"]
-    rss = _rss(B["Q"], y)
-    tss = float(np.sum((y - y.mean()) ** 2))
-    # deterministic tie-break: among fits equal to rounding, the first pair (smallest b1, b2)
-    tol = 1e-12 * max(float(np.dot(y, y)), 1e-300)
-    best = int(np.flatnonzero(rss <= rss.min() + tol)[0])
-    coef, *_ = np.linalg.lstsq(X[best], y, rcond=None)
-    layer = np.arange(1, L + 1, dtype=np.float64)
-    line = np.polyval(np.polyfit(layer, y, 1), layer)
+    f = fit_many(y[None, :])
     return BandFit(
-        last_shared=int(pairs[best, 0]),
-        last_transition=int(pairs[best, 1]),
-        shared_level=float(coef[0]),
-        refined_level=float(coef[1]),
-        rss=float(max(rss[best], 0.0)),
-        rss_alt=float(max(_rss(B["alt_Q"], y).min(), 0.0)),
-        rss_line=float(np.sum((y - line) ** 2)),
-        tss=tss,
-        fitted=X[best] @ coef,
+        last_shared=int(f["last_shared"][0]), last_transition=int(f["last_transition"][0]),
+        shared_level=float(f["shared_level"][0]), refined_level=float(f["refined_level"][0]),
+        shared_slope=float(f["shared_slope"][0]), refined_slope=float(f["refined_slope"][0]),
+        rss=float(f["rss"][0]), df=int(f["df"][0]), rss_alt=float(f["rss_alt"][0]),
+        rss_line=float(f["rss_line"][0]), tss=float(f["tss"][0]), rise_se=float(f["rise_se"][0]),
+        fitted=f["fitted"][0],
     )
 
 
@@ -425,8 +553,9 @@ class Bands:
         ci: ``{"last_shared": (lo, hi), "last_transition": (lo, hi)}`` whole-layer percentile
             intervals from the task bootstrap (``(nan, nan)`` without a bootstrap).
         level: confidence level. n_boot: replicates (0 = none).
-        rise_se: bootstrap standard error of the rise (NaN without a bootstrap).
-        min_rise_z, min_sharpness: thresholds of the identifiability criterion.
+        rise_se: bootstrap standard error of the rise over tasks (NaN without a bootstrap;
+            reported only: the criterion uses the fit's own :attr:`BandFit.rise_se`).
+        min_rise_z, min_sharpness, min_contrast: thresholds of the identifiability criterion.
         boot: ``(n_boot, 3)`` replicates of (last_shared, last_transition, rise).
         summary: one row per band (see :func:`find_bands`).
     """
@@ -448,6 +577,7 @@ class Bands:
     min_sharpness: float
     boot: np.ndarray = field(repr=False, compare=False)
     summary: pd.DataFrame = field(repr=False, compare=False)
+    min_contrast: float = MIN_CONTRAST
 
     @property
     def last_shared(self) -> int:
@@ -475,31 +605,28 @@ class Bands:
         return self.fit.sharpness
 
     @property
+    def contrast(self) -> float:
+        """See :attr:`BandFit.contrast`."""
+        return self.fit.contrast
+
+    @property
     def noise_checked(self) -> bool:
-        """True if the rise was compared with its bootstrap noise."""
-        return self.n_boot > 0 and len(self.tasks) > 1
+        """True if the fit has residual degrees of freedom, so the rise was compared with its noise."""
+        return self.fit.df > 0
 
     @property
     def rise_z(self) -> float:
-        """Rise over its bootstrap standard error (inf if the se is 0 and the rise positive)."""
-        if not self.noise_checked:
-            return float("nan")
-        if self.rise_se > 0:
-            return self.rise / self.rise_se
-        return float("inf") if self.rise > 0 else (0.0 if self.rise == 0 else float("-inf"))
+        """Rise over its least-squares standard error (:attr:`BandFit.rise_z`)."""
+        return self.fit.rise_z
 
     @property
     def transition_score(self) -> float:
-        """``min(rise_z / min_rise_z, sharpness / min_sharpness)``; >= 1 means identifiable.
+        """``min(rise_z / min_rise_z, sharpness / min_sharpness, contrast / min_contrast)``.
 
-        Without a bootstrap the first term is replaced by ``+inf`` for a positive rise and 0
-        otherwise (the noise is not checked).
+        >= 1 means identifiable (see :func:`transition_score`).
         """
-        if self.noise_checked:
-            z = self.rise_z / self.min_rise_z
-        else:
-            z = float("inf") if self.rise > 0 else 0.0
-        return float(min(z, self.sharpness / self.min_sharpness))
+        return float(transition_score(self.rise_z, self.sharpness, self.contrast, min_rise_z=self.min_rise_z,
+                                      min_sharpness=self.min_sharpness, min_contrast=self.min_contrast))
 
     @property
     def identifiable(self) -> bool:
@@ -527,7 +654,8 @@ class Bands:
             f"{', '.join(parts)} of {self.n_layers} (last shared {self.last_shared} "
             f"[{ci['last_shared'][0]:g}, {ci['last_shared'][1]:g}], last transition "
             f"{self.last_transition} [{ci['last_transition'][0]:g}, {ci['last_transition'][1]:g}]); "
-            f"rise {self.rise:.3f}, rise_z {self.rise_z:.2f}, sharpness {self.sharpness:.2f}: "
+            f"rise {self.rise:.3f}, rise_z {self.rise_z:.2f}, sharpness {self.sharpness:.2f}, "
+            f"contrast {self.contrast:.2f}: "
             f"transition {'identifiable' if self.identifiable else 'NOT identifiable'} "
             f"(score {self.transition_score:.2f})"
         )
@@ -558,10 +686,11 @@ def find_bands(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int | None = 0,
-    min_rise_z: float = 3.0,
-    min_sharpness: float = 0.5,
+    min_rise_z: float = MIN_RISE_Z,
+    min_sharpness: float = MIN_SHARPNESS,
+    min_contrast: float = MIN_CONTRAST,
 ) -> Bands:
-    """Shared / transition / refinement bands of the layers 1..L by the plateau-ramp-plateau rule.
+    """Shared / transition / refinement bands of the layers 1..L by the segmented band rule.
 
     Args:
         cka: the tidy CKA table (see :func:`task_curves`).
@@ -571,9 +700,11 @@ def find_bands(
         signal: ``"delta"`` (default; Delta CKA per task) or ``"experimental"`` (the
             experimental comparison's CKA per task).
         statistic: ``"median"`` (default) or ``"mean"`` over tasks, per layer.
-        n_boot: task-bootstrap replicates (0 = no bootstrap: no CIs, noise not checked).
+        n_boot: task-bootstrap replicates of the boundaries' intervals (0 = no intervals; the
+            identifiability criterion does not need them).
         level: confidence level of the intervals. seed: RNG seed (deterministic given it).
-        min_rise_z, min_sharpness: thresholds of the identifiability criterion.
+        min_rise_z, min_sharpness, min_contrast: thresholds of the identifiability criterion
+            (defaults: the calibrated :data:`MIN_RISE_Z`, :data:`MIN_SHARPNESS`, :data:`MIN_CONTRAST`).
 
     Returns:
         :class:`Bands`. Its ``summary`` DataFrame has one row per band with columns ``band,
@@ -594,8 +725,9 @@ def find_bands(
     if signal not in ("delta", "experimental"):
         raise ValueError(f"signal must be 'delta' or 'experimental', got {signal!r}")
     agg = _aggregate(statistic)
-    if not (min_rise_z > 0 and min_sharpness > 0):
-        raise ValueError(f"min_rise_z and min_sharpness must be > 0, got {min_rise_z}, {min_sharpness}")
+    if not (min_rise_z > 0 and min_sharpness > 0 and min_contrast > 0):
+        raise ValueError(f"min_rise_z, min_sharpness and min_contrast must be > 0, "
+                         f"got {min_rise_z}, {min_sharpness}, {min_contrast}")
     if int(n_boot) < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
     if not 0.0 < level < 1.0:
@@ -610,12 +742,9 @@ def find_bands(
 
     nb = int(n_boot) if T > 1 else 0
     if nb:
-        def stat(v: np.ndarray, axis: int = 0) -> np.ndarray:
-            f = fit_bands(agg(v, axis=axis))
-            return np.array([f.last_shared, f.last_transition, f.rise])
-
-        res = bootstrap_tasks(S, statistic=stat, n_boot=nb, level=level, seed=seed)
-        boot = res.samples
+        curves = bootstrap_tasks(S, statistic=agg, n_boot=nb, level=level, seed=seed).samples
+        f = fit_many(curves)
+        boot = np.column_stack([f["last_shared"], f["last_transition"], f["rise"]]).astype(np.float64)
         ci = {}
         for j, k in enumerate(("last_shared", "last_transition")):
             lo, hi = percentile_ci(boot[:, j], level)
@@ -657,7 +786,7 @@ def find_bands(
         experimental=experimental, reference=reference, signal=signal, statistic=statistic,
         curve=np.asarray(curve, dtype=np.float64), ci=ci, level=level, n_boot=nb, rise_se=rise_se,
         min_rise_z=float(min_rise_z), min_sharpness=float(min_sharpness), boot=boot,
-        summary=pd.DataFrame(rows),
+        summary=pd.DataFrame(rows), min_contrast=float(min_contrast),
     )
 
 

@@ -436,3 +436,46 @@ def task_metric_chart(metrics: pd.DataFrame) -> alt.Chart:
         )
         .properties(width=_WIDTH - 80)
     )
+
+
+def band_calibration_chart(recovery: pd.DataFrame, false_positives: pd.DataFrame, *, goal_recovery: float = 0.8,
+                           max_false_positive: float = 0.1,
+                           title: str | None = None) -> alt.VConcatChart:
+    """Recovery rate (top) and false-positive rate (bottom) of the band rule against the number of tasks.
+
+    One panel per layer count; dashed rules at the goals (``goal_recovery``, ``max_false_positive``).
+
+    Args:
+        recovery: :func:`layerwise.band_calibration.recovery_table` (columns shape, n_layers, n_tasks,
+            noise_sd, recovered_1, recovered_2, ...).
+        false_positives: :func:`layerwise.band_calibration.false_positive_table`.
+        goal_recovery, max_false_positive: where the dashed rules are drawn (rates in [0, 1]).
+
+    Raises:
+        ValueError: the tables hold more than one noise level (filter them to one first).
+    """
+    levels = sorted(set(recovery["noise_sd"]) | set(false_positives["noise_sd"]))
+    if len(levels) != 1:
+        raise ValueError(f"noise_sd: the tables hold {len(levels)} noise levels {levels}; pass the rows of one")
+    rec = recovery.melt(id_vars=["shape", "n_layers", "n_tasks", "noise_sd"], value_vars=["recovered_1", "recovered_2"],
+                        var_name="tolerance", value_name="rate")
+    rec["tolerance"] = rec["tolerance"].map({"recovered_1": "±1 layer", "recovered_2": "±2 layers"})
+    rec["series"] = rec["shape"]
+    fp = false_positives.assign(series=false_positives["shape"], rate=false_positives["false_positive"], tolerance="-")
+    x = alt.X("n_tasks:Q", title="tasks", axis=alt.Axis(tickMinStep=1))
+    tip = ["series", "tolerance", "n_layers", "n_tasks", alt.Tooltip("noise_sd:Q", format=".3f"), alt.Tooltip("rate:Q", format=".0%")]
+
+    def panel(data: pd.DataFrame, goal: float, ytitle: str, dash: alt.StrokeDash | None) -> alt.FacetChart:
+        enc = {"x": x, "y": alt.Y("rate:Q", title=ytitle, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+               "color": alt.Color("series:N", title="shape"), "tooltip": tip}
+        if dash is not None:
+            enc["strokeDash"] = dash
+        lines = alt.Chart(data).mark_line(point=True).encode(**enc)
+        rule = alt.Chart(pd.DataFrame({"goal": [goal]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="goal:Q")
+        return (lines + rule).properties(width=170, height=170).facet(
+            column=alt.Column("n_layers:O", title="layers"), data=data)
+
+    top = panel(rec, goal_recovery, "bands recovered", alt.StrokeDash("tolerance:N", title="boundaries within"))
+    bottom = panel(fp, max_false_positive, "transition declared on null curves", None)
+    title = title or f"Band rule on simulated curves (noise SD {levels[0]:.3f}): recovery and false positives"
+    return alt.vconcat(top, bottom, title=title).resolve_scale(color="independent", strokeDash="independent")

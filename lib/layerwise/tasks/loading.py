@@ -15,8 +15,11 @@ from layerwise.cache import atomic_path, cache_root, content_key
 from layerwise.sources import fetch_source
 from layerwise.templates import (TEMPLATE_MODES, check_chat_template, choose_template, n_templates, render_given,
                                  render_prompt, wrap_prompt)
-from layerwise.tasks.builders import POOL_FEATURES, build
-from layerwise.tasks.registry import TASKS, get_task
+from layerwise.tasks.external import external_pools
+from layerwise.tasks.lookup import get_task
+from layerwise.tasks.pools import build
+from layerwise.tasks.records import POOL_FEATURES
+from layerwise.tasks.registry import CLUSTERS, TASKS
 from layerwise.tasks.sampling import DownsizeWarning
 
 __all__ = ["build_suite", "load_pool", "load_task", "pool_path", "sample_pool", "POOL_VERSION", "TASK_FEATURES"]
@@ -46,7 +49,7 @@ def pool_path(name: str) -> Path:
 
 
 def load_pool(name: str) -> datasets.Dataset:
-    """The full example pool of task ``name`` (columns as in :mod:`layerwise.tasks.builders`).
+    """The full example pool of task ``name`` (columns as in :mod:`layerwise.tasks.records`).
 
     Built once from the fetched source and cached as parquet (atomic write); later calls read the
     parquet file.
@@ -238,8 +241,6 @@ def load_task(
     kw = dict(n_train=n_train, n_test=n_test, seed=seed, max_input_chars=max_input_chars, templates=templates,
               chat_template=chat_template, allow_downsize=allow_downsize, template_shift=template_shift)
     if name not in TASKS:
-        from layerwise.tasks.external import external_pools
-
         pools = external_pools(name)
         if "all" in pools:
             return sample_pool(pools["all"], name, **kw)
@@ -260,8 +261,6 @@ def build_suite(names: list[str] | None = None) -> dict[str, int]:
     Raises:
         KeyError: an unknown task name.
     """
-    from layerwise.tasks.registry import CLUSTERS
-
     names = list(names) if names is not None else sorted(TASKS)
     infos = {n: get_task(n) for n in names}
     sizes: dict[str, int] = {}

@@ -14,6 +14,8 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
+from layerwise.tasks.lookup import get_task
+
 __all__ = ["CapPlan", "cap_per_cluster", "DownsizeWarning"]
 
 
@@ -124,8 +126,6 @@ def cap_per_cluster(
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ValueError(f"cap must be an integer >= 1 or None, got {cap!r}")
     if cluster_of is None:
-        from layerwise.tasks.registry import get_task
-
         cluster_fn = lambda t: get_task(t).cluster  # noqa: E731
     elif callable(cluster_of):
         cluster_fn = cluster_of

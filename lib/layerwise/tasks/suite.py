@@ -10,7 +10,10 @@ from collections.abc import Mapping
 import pandas as pd
 import pyarrow.parquet as pq
 
-from layerwise.tasks.registry import CLUSTERS, FLAN2021_TASKS, TASKS, get_task
+from layerwise.tasks.external import external_pools
+from layerwise.tasks.loading import load_pool, pool_path
+from layerwise.tasks.lookup import get_task
+from layerwise.tasks.registry import CLUSTERS, FLAN2021_TASKS, TASKS
 
 __all__ = ["pool_size", "provenance_table", "cluster_coverage", "prompt_lengths", "length_summary", "example_prompts"]
 
@@ -20,11 +23,7 @@ def pool_size(name: str, *, build: bool = False) -> int | None:
     test pools). Registry tasks: read from the cached parquet file's metadata, or ``None`` if the
     pool is not built yet (``build=True`` builds it)."""
     if name not in TASKS:
-        from layerwise.tasks.external import external_pools
-
         return sum(len(p) for p in external_pools(name).values())
-    from layerwise.tasks.loading import load_pool, pool_path
-
     path = pool_path(name)
     if path.is_file():
         return pq.ParquetFile(path).metadata.num_rows

@@ -24,7 +24,8 @@ checks), ``registry`` (catalogue -> :class:`TaskInfo`), ``builders`` / ``corpus_
 """
 
 from layerwise.tasks.external import check_task_names, external_pools, parse_external, read_task_file
-from layerwise.tasks.loading import POOL_VERSION, TASK_FEATURES, build_suite, load_pool, load_task, pool_path, sample_pool
+from layerwise.tasks.loading import (POOL_VERSION, TASK_FEATURES, Sampling, build_suite, load_pool, load_task, pool_path,
+                                    sample_pool)
 from layerwise.tasks.lookup import get_task
 from layerwise.tasks.pools import BUILDER_FUNCTIONS, BUILDERS, build
 from layerwise.tasks.records import POOL_FEATURES
@@ -50,6 +51,7 @@ __all__ = [
     "load_task",
     "pool_path",
     "sample_pool",
+    "Sampling",
     "check_task_names",
     "external_pools",
     "parse_external",

@@ -1,7 +1,7 @@
 """The task catalogue as data: ``data/tasks.yaml`` and ``data/sources.yaml``, read and checked once.
 
 ``tasks.yaml`` holds the 12 Flan 2021 task clusters, the paper's 69 Flan 2021 task names by cluster
-(Zhao, Ziser & Cohen 2024, EMNLP, App. A; Wei et al. 2022, ICLR) and one entry per offline task
+(Zhao, Ziser & Cohen 2024, EMNLP: the list of the authors' code; clusters of Wei et al. 2022, ICLR) and one entry per offline task
 (cluster, kind, source, builder, provenance, templates). ``sources.yaml`` holds the pinned packages
 the tasks are built from. This module only reads and checks the files; :mod:`layerwise.sources`,
 :mod:`layerwise.templates` and :mod:`layerwise.tasks.registry` turn the entries into their objects,
@@ -17,11 +17,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CatalogueError", "DATA_DIR", "read", "clusters", "flan2021_tasks", "task_entries", "source_entries",
-           "TASK_KINDS", "MATCHES"]
+__all__ = ["CatalogueError", "PACKAGE_DIR", "DATA_DIR", "read", "clusters", "flan2021_tasks", "task_entries",
+           "source_entries", "TASK_KINDS", "MATCHES"]
+
+#: the ``layerwise`` package folder (a generator script's path is relative to it).
+PACKAGE_DIR = Path(__file__).parent
 
 #: the folder of the catalogue files (package data).
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = PACKAGE_DIR / "data"
 
 TASK_KINDS = ("classification", "generation")
 MATCHES = ("exact", "near", "analog")
@@ -147,7 +150,7 @@ def source_entries() -> dict[str, dict[str, Any]]:
         for key in ("package", "version", "licence"):
             if not isinstance(entry[key], str) or not entry[key]:
                 raise CatalogueError(f"{where}: key {key!r} must be a non-empty string, got {entry[key]!r}")
-        if entry.get("registry") == "generate" and not (DATA_DIR.parent / entry.get("script", "")).is_file():
+        if entry.get("registry") == "generate" and not (PACKAGE_DIR / entry.get("script", "")).is_file():
             raise CatalogueError(f"{where}: key 'script' = {entry.get('script')!r} is not a file of the layerwise package")
         out[name] = dict(entry)
     return out

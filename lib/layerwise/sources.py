@@ -52,7 +52,6 @@ __all__ = ["Source", "SOURCES", "fetch_source", "source_names", "source_dir", "i
            "offline_error", "OfflineError", "OFFLINE_SWITCHES"]
 
 _MANIFEST = ".layerwise-source.json"
-_PACKAGE_DIR = Path(__file__).parent
 
 #: the environment variables that switch the network off: the project's own, which implies the hub's,
 #: then the Hugging Face hub's and (for hub datasets only) the datasets library's.
@@ -130,7 +129,7 @@ class Source:
     @property
     def script_path(self) -> Path:
         """The generator script's file (:attr:`script` resolved against the ``layerwise`` package)."""
-        return _PACKAGE_DIR / self.script
+        return catalogue.PACKAGE_DIR / self.script
 
 
 def _source(name: str, entry: dict) -> Source:

@@ -4,7 +4,7 @@ Everything here comes from the catalogue file ``layerwise/data/tasks.yaml`` (rea
 :mod:`layerwise.catalogue`). ``TASKS`` holds every task that :func:`layerwise.tasks.load_task` can
 build offline from a pinned registry package (:mod:`layerwise.sources`), with its provenance.
 ``FLAN2021_TASKS`` lists the paper's own Flan 2021 tasks by cluster (Zhao, Ziser & Cohen 2024,
-EMNLP, App. A; the task split of Wei et al. 2022, ICLR), for the hub route and the task-suite chapter.
+EMNLP: the list of the authors' code; the clusters of Wei et al. 2022, ICLR), for the hub route and the task-suite chapter.
 Names of the ``flan2021:`` / ``file:`` forms are resolved by :func:`layerwise.tasks.get_task`.
 """
 
@@ -88,7 +88,7 @@ class TaskInfo:
     match: str = "analog"
     source_name: str | None = None
     builder: str = ""
-    builder_args: Mapping[str, object] = field(default_factory=dict)
+    builder_args: Mapping[str, object] = field(default_factory=dict, hash=False)
     slug: str = ""
 
     def __post_init__(self) -> None:

@@ -1,6 +1,7 @@
 """Sampling policy for the multi-task SFT mixture: a per-cluster cap spread over a cluster's tasks.
 
-The paper capped the multi-task training data at 50k examples per Flan cluster (``paper.md`` §4),
+The paper capped the multi-task training data at 50k examples per Flan cluster (Zhao, Ziser & Cohen 2024,
+EMNLP: the SFT mixture ``all_tasks_sample_50k`` of the authors' code),
 so a cluster with many tasks does not dominate the mixture. :func:`cap_per_cluster` decides how many
 training examples of each task go into the mixture; the pipeline then takes that many from the
 start of each task's ``train`` split (which :func:`layerwise.tasks.load_task` already orders

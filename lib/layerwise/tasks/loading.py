@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from layerwise.cache import atomic_path, cache_root, content_key

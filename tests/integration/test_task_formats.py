@@ -133,7 +133,7 @@ def test_flan_hub_offline_error_is_clear(monkeypatch):
     import huggingface_hub.constants as c
 
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(Path(external.__file__).parent / "no-such-hf-cache"))
-    with pytest.raises(RuntimeError, match=r"hub is off .*HF_HUB_OFFLINE / HF_DATASETS_OFFLINE.*not in the local"):
+    with pytest.raises(RuntimeError, match=r"rte_10templates_train.jsonl of the hub dataset .* is not in the local Hugging Face cache .*HF_DATASETS_OFFLINE set.*`make fetch`"):
         load_task("flan2021:rte", n_train=1, n_test=1)
 
 

@@ -36,7 +36,6 @@ the input, or the middle of a single text, so the end of the prompt is always ke
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -45,7 +44,9 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 
-from layerwise.tasks.builders import POOL_FEATURES
+from layerwise.cache import atomic_path, cache_root, content_key
+from layerwise.sources import is_offline, offline_error
+from layerwise.tasks.records import POOL_FEATURES
 from layerwise.tasks.registry import CLUSTERS, FLAN2021_TASKS, TASKS, TaskInfo, flan2021_cluster
 
 __all__ = [
@@ -190,6 +191,7 @@ def external_info(name: str) -> TaskInfo:
             citation="Wei et al. 2022, ICLR (FLAN); hub copy by N. Muennighoff", licence="per original dataset; check",
             origin_split="Flan 2021 train (train) and test (test) files",
             description="prompt and target as FLAN rendered them (10 templates)", flan_task=ext.task, match="exact",
+            slug=ext.slug,
         )
     layout = _file_layout(ext)
     split = ", ".join(f"{s}: {p.name}" for s, p in layout.items())
@@ -198,6 +200,7 @@ def external_info(name: str) -> TaskInfo:
         dataset=f"local task files ({ext.task})", citation="given by the user", licence="given by the user; check",
         origin_split=split, description="alpaca records (instruction, input -> output) from local files",
         flan_task=ext.task if ext.task in _FLAN_NAMES else None, match="exact" if ext.task in _FLAN_NAMES else "analog",
+        slug=ext.slug,
     )
 
 
@@ -346,8 +349,9 @@ def _drop_overlap(train: datasets.Dataset, test: datasets.Dataset) -> datasets.D
 
 
 def hub_is_off() -> bool:
-    """True if ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set (to 1/true/yes/on)."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    """True if the hub is switched off: ``LAYERWISE_OFFLINE``, ``HF_HUB_OFFLINE`` or
+    ``HF_DATASETS_OFFLINE`` is set (see :func:`layerwise.sources.is_offline`)."""
+    return is_offline(datasets_too=True)
 
 
 def _hub_download(filename: str, *, local_files_only: bool) -> str:
@@ -364,31 +368,18 @@ def _flan_file(ext: ExternalTask, split: str) -> Path | None:
     off = hub_is_off()
     try:
         return Path(_hub_download(filename, local_files_only=off))
-    except LocalEntryNotFoundError as e:  # (a subclass of EntryNotFoundError: test it first)
-        if off:
-            raise RuntimeError(
-                f"task {ext.name!r} needs {filename} of the hub dataset {FLAN_HUB_REPO}, but the hub is off "
-                f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set) and the file is not in the local Hugging Face "
-                f"cache. Unset them on a machine with network access, use local files ('file:<path>'), or "
-                f"use the offline registry tasks."
-            ) from e
-        raise RuntimeError(f"task {ext.name!r}: cannot fetch {filename} from the hub dataset {FLAN_HUB_REPO}: {e}") from e
-    except EntryNotFoundError:
-        return None
+    except EntryNotFoundError as e:  # LocalEntryNotFoundError is a subclass: a file missing from the cache
+        if not isinstance(e, LocalEntryNotFoundError):
+            return None
+        failure = e
     except OSError as e:
-        if off:
-            raise RuntimeError(
-                f"task {ext.name!r} needs {filename} of the hub dataset {FLAN_HUB_REPO}, but the hub is off "
-                f"(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set) and the file is not in the local Hugging Face "
-                f"cache. Unset them on a machine with network access, use local files ('file:<path>'), or "
-                f"use the offline registry tasks."
-            ) from e
-        raise RuntimeError(f"task {ext.name!r}: cannot fetch {filename} from the hub dataset {FLAN_HUB_REPO}: {e}") from e
+        failure = e
+    if off:
+        raise offline_error(f"{filename} of the hub dataset {FLAN_HUB_REPO} (task {ext.name!r})", "the local Hugging Face cache") from failure
+    raise RuntimeError(f"task {ext.name!r}: cannot fetch {filename} from the hub dataset {FLAN_HUB_REPO}: {failure}") from failure
 
 
 def _flan_pools(ext: ExternalTask) -> dict[str, datasets.Dataset]:
-    from layerwise.cache import atomic_path, cache_root, content_key
-
     out = {}
     for split in ("train", "test"):
         path = _flan_file(ext, split) or (_flan_file(ext, "validation") if split == "test" else None)

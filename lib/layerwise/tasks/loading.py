@@ -5,21 +5,24 @@ from __future__ import annotations
 import hashlib
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from layerwise.cache import atomic_path, cache_root, content_key
 from layerwise.sources import fetch_source
 from layerwise.templates import (TEMPLATE_MODES, check_chat_template, choose_template, n_templates, render_given,
                                  render_prompt, wrap_prompt)
-from layerwise.tasks.builders import POOL_FEATURES, build
-from layerwise.tasks.registry import TASKS, get_task
+from layerwise.tasks.external import external_pools
+from layerwise.tasks.lookup import get_task
+from layerwise.tasks.pools import build
+from layerwise.tasks.records import POOL_FEATURES
+from layerwise.tasks.registry import CLUSTERS, TASKS
 from layerwise.tasks.sampling import DownsizeWarning
 
-__all__ = ["build_suite", "load_pool", "load_task", "pool_path", "sample_pool", "POOL_VERSION", "TASK_FEATURES"]
+__all__ = ["build_suite", "load_pool", "load_task", "pool_path", "sample_pool", "Sampling", "POOL_VERSION", "TASK_FEATURES"]
 
 #: bump when any builder changes its output, so cached pools are rebuilt.
 POOL_VERSION = 1
@@ -46,7 +49,7 @@ def pool_path(name: str) -> Path:
 
 
 def load_pool(name: str) -> datasets.Dataset:
-    """The full example pool of task ``name`` (columns as in :mod:`layerwise.tasks.builders`).
+    """The full example pool of task ``name`` (columns as in :mod:`layerwise.tasks.records`).
 
     Built once from the fetched source and cached as parquet (atomic write); later calls read the
     parquet file.
@@ -79,12 +82,31 @@ def _check_int(name: str, value, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_args(n_train, n_test, seed, max_input_chars, templates, chat_template) -> None:
-    for arg, v, lo in (("n_train", n_train, 0), ("n_test", n_test, 0), ("seed", seed, 0), ("max_input_chars", max_input_chars, 1)):
-        _check_int(arg, v, lo)
-    if templates not in TEMPLATE_MODES:
-        raise ValueError(f"templates must be one of {TEMPLATE_MODES}, got {templates!r}")
-    check_chat_template(chat_template)
+@dataclass(frozen=True)
+class Sampling:
+    """How :func:`sample_pool` samples and renders a task (the keyword arguments of :func:`load_task`,
+    which documents each). Checked when made.
+
+    Raises:
+        ValueError: a count, seed or shift that is not a non-negative integer, ``max_input_chars``
+            < 1, an unknown ``templates`` mode or chat template (names the argument and the choices).
+    """
+
+    n_train: int
+    n_test: int
+    seed: int = 0
+    max_input_chars: int = 1500
+    templates: str = "all"
+    chat_template: str = "none"
+    allow_downsize: bool = False
+    template_shift: int = 0
+
+    def __post_init__(self) -> None:
+        for arg, lo in (("n_train", 0), ("n_test", 0), ("seed", 0), ("max_input_chars", 1), ("template_shift", 0)):
+            _check_int(arg, getattr(self, arg), lo)
+        if self.templates not in TEMPLATE_MODES:
+            raise ValueError(f"templates must be one of {TEMPLATE_MODES}, got {self.templates!r}")
+        check_chat_template(self.chat_template)
 
 
 def _downsize(name: str, have: dict[str, int], n_train: int, n_test: int, allow: bool) -> tuple[int, int]:
@@ -113,21 +135,9 @@ def _downsize(name: str, have: dict[str, int], n_train: int, n_test: int, allow:
     return new
 
 
-def sample_pool(
-    pool: datasets.Dataset,
-    name: str,
-    *,
-    n_train: int,
-    n_test: int,
-    seed: int = 0,
-    max_input_chars: int = 1500,
-    templates: str = "all",
-    chat_template: str = "none",
-    allow_downsize: bool = False,
-    test_pool: datasets.Dataset | None = None,
-    template_shift: int = 0,
-) -> datasets.DatasetDict:
-    """Split a pool into disjoint train/test samples and render their prompts (see :func:`load_task`).
+def sample_pool(pool: datasets.Dataset, name: str, how: Sampling, test_pool: datasets.Dataset | None = None) -> datasets.DatasetDict:
+    """Split a pool into disjoint train/test samples and render their prompts, as ``how`` says
+    (see :func:`load_task`, which documents the returned columns).
 
     Every example gets a rank from a hash of (seed, task, id); test is the first ``n_test`` by
     rank and train the next ``n_train``. So test does not depend on ``n_train``, a larger
@@ -140,10 +150,14 @@ def sample_pool(
     ``template_id`` -1). Then every prompt is wrapped in ``chat_template``
     (:func:`layerwise.templates.wrap_prompt`). ``template_shift`` (see :func:`load_task`) moves
     every registry example to template ``(chosen + shift) mod n_templates``.
+
+    Raises:
+        KeyError: unknown task.
+        ValueError: too few examples and ``how.allow_downsize`` is False.
     """
     info = get_task(name)
-    _check_args(n_train, n_test, seed, max_input_chars, templates, chat_template)
-    _check_int("template_shift", template_shift, 0)
+    n_train, n_test, seed, max_input_chars = how.n_train, how.n_test, how.seed, how.max_input_chars
+    allow_downsize, template_shift = how.allow_downsize, how.template_shift
     given = name not in TASKS
     if test_pool is None:
         n_train, n_test = _downsize(name, {"all": len(pool)}, n_train, n_test, allow_downsize)
@@ -163,12 +177,12 @@ def sample_pool(
                 tid = -1
                 prompt = render_given(ex["question"], ex["input"], max_input_chars=max_input_chars)
             else:
-                tid = (choose_template(name, ex["id"], seed, templates) + template_shift) % n_templates(name)
+                tid = (choose_template(name, ex["id"], seed, how.templates) + template_shift) % n_templates(name)
                 prompt = render_prompt(name, tid, ex["input"], ex["question"], ex["options"], max_input_chars=max_input_chars)
             rows["id"].append(ex["id"])
             rows["task"].append(name)
             rows["cluster"].append(info.cluster)
-            rows["prompt"].append(wrap_prompt(prompt, chat_template))
+            rows["prompt"].append(wrap_prompt(prompt, how.chat_template))
             rows["target"].append(ex["target"])
             rows["options"].append(list(ex["options"]))
             rows["template_id"].append(tid)
@@ -232,19 +246,15 @@ def load_task(
         FileNotFoundError: a ``file:`` task's files do not exist.
         RuntimeError: the source cannot be fetched (for ``flan2021:``: the hub is off or unreachable).
     """
-    _check_args(n_train, n_test, seed, max_input_chars, templates, chat_template)  # fail before any download
-    get_task(name)
-    _check_int("template_shift", template_shift, 0)
-    kw = dict(n_train=n_train, n_test=n_test, seed=seed, max_input_chars=max_input_chars, templates=templates,
-              chat_template=chat_template, allow_downsize=allow_downsize, template_shift=template_shift)
+    how = Sampling(n_train=n_train, n_test=n_test, seed=seed, max_input_chars=max_input_chars, templates=templates,
+                   chat_template=chat_template, allow_downsize=allow_downsize, template_shift=template_shift)
+    get_task(name)  # both checks fail before any download
     if name not in TASKS:
-        from layerwise.tasks.external import external_pools
-
         pools = external_pools(name)
         if "all" in pools:
-            return sample_pool(pools["all"], name, **kw)
-        return sample_pool(pools["train"], name, test_pool=pools["test"], **kw)
-    return sample_pool(load_pool(name), name, **kw)
+            return sample_pool(pools["all"], name, how)
+        return sample_pool(pools["train"], name, how, test_pool=pools["test"])
+    return sample_pool(load_pool(name), name, how)
 
 
 def build_suite(names: list[str] | None = None) -> dict[str, int]:
@@ -260,8 +270,6 @@ def build_suite(names: list[str] | None = None) -> dict[str, int]:
     Raises:
         KeyError: an unknown task name.
     """
-    from layerwise.tasks.registry import CLUSTERS
-
     names = list(names) if names is not None else sorted(TASKS)
     infos = {n: get_task(n) for n in names}
     sizes: dict[str, int] = {}

@@ -1,6 +1,7 @@
 """Sampling policy for the multi-task SFT mixture: a per-cluster cap spread over a cluster's tasks.
 
-The paper capped the multi-task training data at 50k examples per Flan cluster (``paper.md`` §4),
+The paper capped the multi-task training data at 50k examples per Flan cluster (Zhao, Ziser & Cohen 2024,
+EMNLP: the SFT mixture ``all_tasks_sample_50k`` of the authors' code),
 so a cluster with many tasks does not dominate the mixture. :func:`cap_per_cluster` decides how many
 training examples of each task go into the mixture; the pipeline then takes that many from the
 start of each task's ``train`` split (which :func:`layerwise.tasks.load_task` already orders
@@ -13,6 +14,8 @@ import hashlib
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+
+from layerwise.tasks.lookup import get_task
 
 __all__ = ["CapPlan", "cap_per_cluster", "DownsizeWarning"]
 
@@ -124,8 +127,6 @@ def cap_per_cluster(
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ValueError(f"cap must be an integer >= 1 or None, got {cap!r}")
     if cluster_of is None:
-        from layerwise.tasks.registry import get_task
-
         cluster_fn = lambda t: get_task(t).cluster  # noqa: E731
     elif callable(cluster_of):
         cluster_fn = cluster_of

@@ -10,9 +10,12 @@ from collections.abc import Mapping
 import pandas as pd
 import pyarrow.parquet as pq
 
-from layerwise.tasks.registry import CLUSTERS, FLAN2021_TASKS, TASKS, get_task
+from layerwise.tasks.external import external_pools
+from layerwise.tasks.loading import load_pool, pool_path
+from layerwise.tasks.lookup import get_task
+from layerwise.tasks.registry import CLUSTERS, FLAN2021_TASKS, TASKS
 
-__all__ = ["pool_size", "provenance_table", "cluster_coverage", "prompt_lengths", "length_summary", "example_prompts"]
+__all__ = ["pool_size", "task_provenance", "PROVENANCE_COLUMNS", "provenance_table", "cluster_coverage", "prompt_lengths", "length_summary", "example_prompts"]
 
 
 def pool_size(name: str, *, build: bool = False) -> int | None:
@@ -20,42 +23,36 @@ def pool_size(name: str, *, build: bool = False) -> int | None:
     test pools). Registry tasks: read from the cached parquet file's metadata, or ``None`` if the
     pool is not built yet (``build=True`` builds it)."""
     if name not in TASKS:
-        from layerwise.tasks.external import external_pools
-
         return sum(len(p) for p in external_pools(name).values())
-    from layerwise.tasks.loading import load_pool, pool_path
-
     path = pool_path(name)
     if path.is_file():
         return pq.ParquetFile(path).metadata.num_rows
     return len(load_pool(name)) if build else None
 
 
+#: the provenance columns of :func:`task_provenance`, in order.
+PROVENANCE_COLUMNS = ("task", "cluster", "cluster_name", "kind", "match", "flan_task", "dataset", "citation", "licence",
+                      "source", "origin_split", "description")
+
+
+def task_provenance(name: str) -> dict[str, str]:
+    """The provenance of task ``name`` (any name form) as one table row: :data:`PROVENANCE_COLUMNS`
+    (``flan_task`` is ``""`` when there is none).
+
+    Raises:
+        KeyError: unknown task.
+    """
+    info = get_task(name)
+    return {"task": name, "cluster": info.cluster, "cluster_name": CLUSTERS[info.cluster], "kind": info.kind,
+            "match": info.match, "flan_task": info.flan_task or "",
+            **{k: getattr(info, k) for k in ("dataset", "citation", "licence", "source", "origin_split", "description")}}
+
+
 def provenance_table(names=None, *, build: bool = False) -> pd.DataFrame:
-    """One row per task (default: every registry task, by cluster order): ``task, cluster,
-    cluster_name, kind, match, flan_task, dataset, citation, licence, source, origin_split,
-    description, pool_size`` (``pool_size`` is ``<NA>`` for pools not built unless ``build``)."""
+    """One row per task (default: every registry task, by cluster order): :data:`PROVENANCE_COLUMNS`
+    and ``pool_size`` (``<NA>`` for pools not built unless ``build``)."""
     names = list(names) if names is not None else sorted(TASKS, key=lambda t: (list(CLUSTERS).index(TASKS[t].cluster), t))
-    rows = []
-    for n in names:
-        info = get_task(n)
-        rows.append(
-            {
-                "task": n,
-                "cluster": info.cluster,
-                "cluster_name": CLUSTERS[info.cluster],
-                "kind": info.kind,
-                "match": info.match,
-                "flan_task": info.flan_task or "",
-                "dataset": info.dataset,
-                "citation": info.citation,
-                "licence": info.licence,
-                "source": info.source,
-                "origin_split": info.origin_split,
-                "description": info.description,
-                "pool_size": pool_size(n, build=build),
-            }
-        )
+    rows = [{**task_provenance(n), "pool_size": pool_size(n, build=build)} for n in names]
     df = pd.DataFrame(rows)
     if len(df):
         df["pool_size"] = df["pool_size"].astype("Int64")

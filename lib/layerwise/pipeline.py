@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,9 @@ from .stages.slots import ModelSlot, find_slot, plan_slots, present_roles
 from .tasks import get_task
 from .training import AdapterResult
 from .vocab import NULL_PREFIX, ROLES, comparison_name
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
 
 __all__ = ["Run", "ModelSlot", "ROLES", "comparison_name", "NULL_PREFIX"]  # the last three re-exported from vocab
 
@@ -75,7 +79,8 @@ class Run:
         atomic_write_json(self.out / "run.json", spec.to_dict())
 
     @classmethod
-    def from_spec(cls, path: str | os.PathLike[str] | None = None, overrides: Any = (), *, verbose: bool = True) -> "Run":
+    def from_spec(cls, path: str | os.PathLike[str] | None = None, overrides: Sequence[str] | Mapping[str, Any] = (), *,
+                  verbose: bool = True) -> Run:
         """Load and validate a spec (see :func:`layerwise.spec.load_spec`) and open its run.
 
         ``verbose=False`` (used by the notebooks) silences the progress lines of the stages.
@@ -83,7 +88,7 @@ class Run:
         return cls(load_spec(path, overrides), verbose=verbose)
 
     @cached_property
-    def companions(self) -> list["Run"]:
+    def companions(self) -> list[Run]:
         """The companion runs of ``spec.compare_models`` (same tasks and recipe, another base model).
 
         See :meth:`layerwise.spec.RunSpec.companion_specs`; their outputs live under
@@ -98,7 +103,7 @@ class Run:
 
     # ------------------------------------------------------------------ data
     @cached_property
-    def tasks(self) -> dict[str, Any]:
+    def tasks(self) -> dict[str, DatasetDict]:
         """Task name -> ``datasets.DatasetDict`` with ``train`` and ``test`` splits (see ``layerwise.tasks``)."""
         return {t: _data.load_split(self.spec, t) for t in self.spec.tasks}
 
@@ -229,7 +234,7 @@ class Run:
         return _tables.similarity_table(self, n_null=n_null)
 
     @cached_property
-    def variant_tasks(self) -> dict[str, Any]:
+    def variant_tasks(self) -> dict[str, Dataset]:
         """Task -> the first ``data.n_template_variant`` test examples rendered with another template
         (see :func:`layerwise.stages.variants.variant_tasks`)."""
         return _variants.variant_tasks(self)

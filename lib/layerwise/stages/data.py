@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,12 +11,14 @@ from ..spec import RunSpec
 from ..tasks import CLUSTERS, get_task, load_task
 
 if TYPE_CHECKING:
+    from datasets import DatasetDict
+
     from ..pipeline import Run
 
 __all__ = ["load_split", "task_table"]
 
 
-def load_split(spec: RunSpec, task: str, template_shift: int = 0) -> Any:
+def load_split(spec: RunSpec, task: str, template_shift: int = 0) -> DatasetDict:
     """:func:`layerwise.tasks.load_task` with the spec's data settings.
 
     Args:

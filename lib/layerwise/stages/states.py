@@ -29,6 +29,9 @@ from ..training import load_adapter_model, response_token_loss
 from .slots import ModelSlot
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
     from ..pipeline import Run
 
 __all__ = [
@@ -54,7 +57,7 @@ def loss_path(run: Run, slot: ModelSlot, task: str) -> Path:
     return run.out / "evaluation" / slot.label / f"{run.slug(task)}-{key}.json"
 
 
-def load_model(run: Run, slot: ModelSlot) -> tuple[Any, Any]:
+def load_model(run: Run, slot: ModelSlot) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the model of a slot and its tokenizer: the one place a run loads a model.
 
     Random-init slots get the base architecture with untrained weights
@@ -72,7 +75,8 @@ def load_model(run: Run, slot: ModelSlot) -> tuple[Any, Any]:
     return model, load_tokenizer(slot.model)
 
 
-def extract(run: Run, model: Any, tokenizer: Any, slot: ModelSlot, task: str, examples: Any, path: Path, *,
+def extract(run: Run, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str,
+            examples: Dataset, path: Path, *,
             progress: bool, desc: str, **meta: Any) -> None:
     """Hidden states of ``slot``'s model on ``examples`` (a task split: ``prompt``, ``id``), saved to ``path``.
 

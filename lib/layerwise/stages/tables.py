@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from .. import similarity as _similarity
 from .. import spectra as _spectra
@@ -69,7 +70,7 @@ def comparison_plan(roles: Sequence[str], tasks: Sequence[str], measures: Sequen
     return plan
 
 
-def _layer_rows(c: Comparison, cluster: str, label: str, measure: str, values: np.ndarray, n: int) -> list[dict[str, Any]]:
+def _layer_rows(c: Comparison, cluster: str, label: str, measure: str, values: NDArray[np.float64], n: int) -> list[dict[str, Any]]:
     """One table row per layer (layers numbered 1..L) of one comparison under one measure."""
     return [dict(zip(SIMILARITY_COLUMNS, (c.task, cluster, i + 1, label, measure, c.pooling, float(v), n)))
             for i, v in enumerate(values)]

@@ -26,6 +26,8 @@ from .slots import ModelSlot
 from .states import extract, load_model, run_models, states, test_key
 
 if TYPE_CHECKING:
+    from datasets import Dataset
+
     from ..pipeline import Run
 
 __all__ = ["VARIANT_ROLES", "TEMPLATE_VARIATION_COLUMNS", "variant_tasks", "variant_path", "run_template_variant",
@@ -37,7 +39,7 @@ VARIANT_ROLES = (PT_ROLE, SFT_ROLE, CONTROL_ROLE)
 TEMPLATE_VARIATION_COLUMNS = ["task", "cluster", "layer", "comparison", "template", "measure", "value", "n_examples"]
 
 
-def variant_tasks(run: Run) -> dict[str, Any]:
+def variant_tasks(run: Run) -> dict[str, Dataset]:
     """Task -> the first ``data.n_template_variant`` test examples rendered with another template.
 
     Same ids, targets and order, another instruction. Tasks whose prompts come from their source
@@ -48,7 +50,7 @@ def variant_tasks(run: Run) -> dict[str, Any]:
         RuntimeError: the re-templated examples are not the test split's first examples.
     """
     n = run.spec.data.n_template_variant
-    out: dict[str, Any] = {}
+    out: dict[str, Dataset] = {}
     if not n:
         return out
     for task in run.spec.tasks:

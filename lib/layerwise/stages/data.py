@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["load_split", "task_table"]
 
+#: Fields of :class:`layerwise.tasks.TaskInfo` shown in the task table, in order.
+_INFO_FIELDS = ("kind", "dataset", "source", "origin_split", "licence")
+
 
 def load_split(spec: RunSpec, task: str, template_shift: int = 0) -> DatasetDict:
     """:func:`layerwise.tasks.load_task` with the spec's data settings.
@@ -40,20 +43,8 @@ def task_table(run: Run) -> pd.DataFrame:
     rows = []
     for name, dd in run.tasks.items():
         info = get_task(name)
-        rows.append(
-            {
-                "task": name,
-                "cluster": info.cluster,
-                "cluster_name": CLUSTERS[info.cluster],
-                "kind": info.kind,
-                "dataset": info.dataset,
-                "source": info.source,
-                "origin_split": info.origin_split,
-                "licence": info.licence,
-                "held_out": name in run.spec.heldout_tasks,
-                "n_train": len(dd["train"]),
-                "n_test": len(dd["test"]),
-                "prompt_chars_mean": float(np.mean([len(p) for p in dd["test"]["prompt"]])),
-            }
-        )
+        rows.append({"task": name, "cluster": info.cluster, "cluster_name": CLUSTERS[info.cluster],
+                     **{field: getattr(info, field) for field in _INFO_FIELDS},
+                     "held_out": name in run.spec.heldout_tasks, "n_train": len(dd["train"]), "n_test": len(dd["test"]),
+                     "prompt_chars_mean": float(np.mean([len(p) for p in dd["test"]["prompt"]]))})
     return pd.DataFrame(rows)

@@ -8,7 +8,6 @@ examples; one JSON file per (model, task) under ``evaluation/``.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,9 +19,11 @@ from ..evaluation import evaluate_task
 from ..tasks import get_task
 from ..vocab import RANDOM_ROLE
 from .slots import ModelSlot
-from .states import load_model, test_key
+from .states import for_each_model, test_key
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
     from ..pipeline import Run
 
 __all__ = ["MAX_NEW_TOKENS", "eval_path", "evaluate"]
@@ -46,22 +47,17 @@ def evaluate(run: Run, progress: bool = True) -> pd.DataFrame:
     """
     n_eval = run.spec.data.n_eval
     slots = [s for s in run.slots if s.role != RANDOM_ROLE]
-    for slot in slots:
-        todo = [t for t in slot.tasks if not eval_path(run, slot, t).is_file()]
-        if not todo:
-            continue
-        t0 = time.perf_counter()
-        model, tokenizer = load_model(run, slot)
-        for task in todo:
-            test = run.tasks[task]["test"]
-            ev = test.select(range(min(n_eval, len(test))))
-            longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in ev["target"])
-            res = evaluate_task(model, tokenizer, ev, kind=get_task(task).kind, task=task,
-                                batch_size=run.spec.extraction.batch_size, max_new_tokens=min(MAX_NEW_TOKENS, longest + 4))
-            atomic_write_json(eval_path(run, slot, task), {k: v for k, v in res.items() if k != "predictions"}
-                              | {"predictions": res["predictions"][:5]})
-        run.log(f"{slot.role:12s} {','.join(todo)}: evaluated in {time.perf_counter() - t0:.0f} s")
-        del model
+
+    def work(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str) -> None:
+        test = run.tasks[task]["test"]
+        ev = test.select(range(min(n_eval, len(test))))
+        longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in ev["target"])
+        res = evaluate_task(model, tokenizer, ev, kind=get_task(task).kind, task=task,
+                            batch_size=run.spec.extraction.batch_size, max_new_tokens=min(MAX_NEW_TOKENS, longest + 4))
+        atomic_write_json(eval_path(run, slot, task), {k: v for k, v in res.items() if k != "predictions"}
+                          | {"predictions": res["predictions"][:5]})
+
+    for_each_model(run, slots, lambda slot, task: eval_path(run, slot, task).is_file(), work, "evaluated")
     rows = []
     for slot in slots:
         for task in slot.tasks:

@@ -1,8 +1,9 @@
 """The hidden-states stage: load each model once, extract its states and response loss per task.
 
-:func:`load_model` is the one place where the model of a :class:`ModelSlot` is loaded; every
-stage that runs a model (this one, :mod:`~layerwise.stages.evaluation`,
-:mod:`~layerwise.stages.variants`) goes through it.
+:func:`load_model` is the one place where the model of a :class:`ModelSlot` is loaded, and
+:func:`for_each_model` the one loop that loads each model once and runs the missing work on its
+tasks; every stage that runs a model (this one, :mod:`~layerwise.stages.evaluation`,
+:mod:`~layerwise.stages.variants`) goes through them.
 
 Outputs under the run's folder, keyed by the model's key and a content key of the test examples::
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from ..pipeline import Run
 
 __all__ = [
-    "test_key", "states_path", "loss_path", "load_model", "extract", "run_models", "states", "gram_stack",
+    "test_key", "states_path", "loss_path", "load_model", "for_each_model", "extract", "run_models", "states", "gram_stack",
     "response_loss",
 ]
 
@@ -75,6 +77,36 @@ def load_model(run: Run, slot: ModelSlot) -> tuple[PreTrainedModel, PreTrainedTo
     return model, load_tokenizer(slot.model)
 
 
+def for_each_model(
+    run: Run,
+    slots: Sequence[ModelSlot],
+    done: Callable[[ModelSlot, str], bool],
+    work: Callable[[PreTrainedModel, PreTrainedTokenizerBase, ModelSlot, str], None],
+    what: str,
+) -> None:
+    """Run ``work`` on every (slot, task) not ``done``, loading each slot's model once.
+
+    Slots with nothing to do are not loaded. After a slot, one progress line: its role, the
+    tasks done and the seconds taken (``what`` names the work, e.g. ``"evaluated"``).
+
+    Args:
+        run: the run. slots: the models to go through, in order.
+        done: ``(slot, task) -> True`` if the result is already on disk.
+        work: ``(model, tokenizer, slot, task) -> None``, writes the result to disk.
+        what: what the work is, for the progress line.
+    """
+    for slot in slots:
+        todo = [t for t in slot.tasks if not done(slot, t)]
+        if not todo:
+            continue
+        t0 = time.perf_counter()
+        model, tokenizer = load_model(run, slot)
+        for task in todo:
+            work(model, tokenizer, slot, task)
+        run.log(f"{slot.role:12s} {','.join(todo)}: {what} in {time.perf_counter() - t0:.0f} s")
+        del model
+
+
 def extract(run: Run, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str,
             examples: Dataset, path: Path, *,
             progress: bool, desc: str, **meta: Any) -> None:
@@ -94,25 +126,23 @@ def run_models(run: Run, progress: bool = True) -> None:
     (last token and mean pooled) and the response loss on the first ``data.n_eval`` test
     examples. Each model is loaded once."""
     n_eval = run.spec.data.n_eval
-    for slot in run.slots:
-        todo = [t for t in slot.tasks if not (has_states(states_path(run, slot, t)) and loss_path(run, slot, t).is_file())]
-        if not todo:
-            continue
-        t0 = time.perf_counter()
-        model, tokenizer = load_model(run, slot)
-        for task in todo:
-            te = run.tasks[task]["test"]
-            sp = states_path(run, slot, task)
-            if not has_states(sp):
-                extract(run, model, tokenizer, slot, task, te, sp, progress=progress, desc=f"{slot.role} {task}")
-            lp = loss_path(run, slot, task)
-            if not lp.is_file():
-                prompts, targets, ids = list(te["prompt"]), list(te["target"]), list(te["id"])
-                losses = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval],
-                                             batch_size=run.spec.extraction.batch_size)
-                atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses})
-        run.log(f"{slot.role:12s} {','.join(todo)}: states + loss in {time.perf_counter() - t0:.0f} s")
-        del model
+
+    def done(slot: ModelSlot, task: str) -> bool:
+        return has_states(states_path(run, slot, task)) and loss_path(run, slot, task).is_file()
+
+    def work(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str) -> None:
+        te = run.tasks[task]["test"]
+        sp = states_path(run, slot, task)
+        if not has_states(sp):
+            extract(run, model, tokenizer, slot, task, te, sp, progress=progress, desc=f"{slot.role} {task}")
+        lp = loss_path(run, slot, task)
+        if not lp.is_file():
+            prompts, targets, ids = list(te["prompt"]), list(te["target"]), list(te["id"])
+            losses = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval],
+                                         batch_size=run.spec.extraction.batch_size)
+            atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses})
+
+    for_each_model(run, run.slots, done, work, "states + loss")
 
 
 def states(run: Run, role: str, task: str, pooling: str = "last") -> NDArray[np.float32]:

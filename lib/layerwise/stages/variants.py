@@ -7,7 +7,6 @@ as on the usual ones, and each model with itself across the two templates.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +22,11 @@ from ..vocab import CONTROL_ROLE, PT_ROLE, SFT_ROLE, comparison_name
 from .cached import cached_table
 from .data import load_split
 from .slots import ModelSlot
-from .states import extract, load_model, run_models, states, test_key
+from .states import extract, for_each_model, run_models, states, test_key
 
 if TYPE_CHECKING:
     from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from ..pipeline import Run
 
@@ -73,19 +73,15 @@ def variant_path(run: Run, slot: ModelSlot, task: str) -> Path:
 
 def run_template_variant(run: Run, progress: bool = True) -> None:
     """Hidden states of PT, SFT and the controls on the re-templated inputs, cached; each model loaded once."""
-    for slot in run.slots:
-        if slot.role not in VARIANT_ROLES:
-            continue
-        todo = [t for t in slot.tasks if t in run.variant_tasks and not has_states(variant_path(run, slot, t))]
-        if not todo:
-            continue
-        t0 = time.perf_counter()
-        model, tokenizer = load_model(run, slot)
-        for task in todo:
-            extract(run, model, tokenizer, slot, task, run.variant_tasks[task], variant_path(run, slot, task),
-                    progress=progress, desc=f"{slot.role} {task} (other template)", template_shift=1)
-        run.log(f"{slot.role:12s} {','.join(todo)}: states on other templates in {time.perf_counter() - t0:.0f} s")
-        del model
+    def done(slot: ModelSlot, task: str) -> bool:
+        return task not in run.variant_tasks or has_states(variant_path(run, slot, task))
+
+    def work(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str) -> None:
+        extract(run, model, tokenizer, slot, task, run.variant_tasks[task], variant_path(run, slot, task),
+                progress=progress, desc=f"{slot.role} {task} (other template)", template_shift=1)
+
+    slots = [s for s in run.slots if s.role in VARIANT_ROLES]
+    for_each_model(run, slots, done, work, "states on other templates")
 
 
 def _variation_rows(run: Run) -> pd.DataFrame:

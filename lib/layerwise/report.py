@@ -17,7 +17,8 @@ from IPython.display import Markdown, display
 from .charts import setup_altair
 from .pipeline import Run
 
-__all__ = ["QUIET_PACKAGES", "quiet_third_party_warnings", "open_run", "spec_table", "markdown", "md_table", "fmt"]
+__all__ = ["QUIET_PACKAGES", "quiet_third_party_warnings", "open_run", "spec_table", "markdown", "md_table", "fmt",
+           "run_summary_markdown", "findings_markdown", "finding_sentence"]
 
 #: Third-party packages whose own warnings (version notices, deprecations, tokenizer and
 #: generation hints) the book hides; the warnings of ``layerwise`` itself are never hidden.
@@ -94,7 +95,7 @@ def markdown(text: str) -> None:
 _MARK = {"holds": "✔ holds", "does not hold": "✘ does not hold", "inconclusive": "? inconclusive"}
 
 
-def _num(x: float) -> str:
+def _num(x: float | None) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.3f}"
 
 

@@ -96,7 +96,6 @@ import numpy as np
 import pandas as pd
 
 from layerwise.stats import bootstrap_tasks, percentile_ci
-from layerwise.vocab import HELDOUT_SFT, PT, SFT  # comparison labels, re-exported as bands.PT etc.
 
 __all__ = [
     "PT",
@@ -116,6 +115,11 @@ __all__ = [
     "paper_bands",
     "band_diagram_data",
 ]
+
+#: Comparison labels of the tidy CKA table.
+PT = "PT vs control"
+SFT = "SFT vs control"
+HELDOUT_SFT = "held-out SFT vs control"
 
 #: Band names, shallow to deep.
 BAND_NAMES = ("shared", "transition", "refinement")

@@ -45,11 +45,12 @@ markdown(run_summary_markdown(run))
 
 # %% tags=["remove-input"]
 from layerwise.charts import comparison_lines
+from layerwise import vocab
 
 sim = run.similarity()
 overview = sim[(sim["pooling"] == "last") & sim["measure"].isin(["linear_cka", "debiased_cka"])]
-comparison_lines(overview, comparisons=[c for c in ("PT vs control", "SFT vs control", "held-out SFT vs control",
-                                                    "random-init vs control", "shuffled SFT vs control")
+comparison_lines(overview, comparisons=[c for c in (vocab.PT, vocab.SFT, vocab.HELDOUT_SFT,
+                                                    vocab.RANDOM_INIT, vocab.SHUFFLED_SFT)
                                         if c in set(overview["comparison"])],
                  title="Each model against the task's control, by layer")
 

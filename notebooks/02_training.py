@@ -22,6 +22,7 @@ overrides = []
 # %% tags=["remove-input"]
 from layerwise.charts import loss_curves, response_loss_chart
 from layerwise.report import fmt, markdown, open_run
+from layerwise import vocab
 
 run = open_run(spec_path, overrides)
 summary = run.training_summary()
@@ -57,15 +58,15 @@ loss_curves(log)
 # out: with untrained weights its loss is that of a near-uniform guess over the vocabulary.)
 
 # %% tags=["remove-input"]
-response_loss_chart(loss[loss["role"] != "random-init"])
+response_loss_chart(loss[loss["role"] != vocab.RANDOM_ROLE])
 
 # %% tags=["remove-input"]
-wide = loss[loss["role"] != "random-init"].pivot(index="task", columns="role", values="loss").reset_index()
-wide["control beats PT"] = wide["control"] < wide["PT"]
-wide["SFT beats PT"] = wide["SFT"] < wide["PT"]
+wide = loss[loss["role"] != vocab.RANDOM_ROLE].pivot(index="task", columns="role", values="loss").reset_index()
+wide["control beats PT"] = wide[vocab.CONTROL_ROLE] < wide[vocab.PT_ROLE]
+wide["SFT beats PT"] = wide[vocab.SFT_ROLE] < wide[vocab.PT_ROLE]
 n_ctrl = int(wide["control beats PT"].sum())
 n_sft = int(wide["SFT beats PT"].sum())
-gap = (wide["SFT"] - wide["control"]).mean()
+gap = (wide[vocab.SFT_ROLE] - wide[vocab.CONTROL_ROLE]).mean()
 markdown(
     f"The control has a lower test loss than PT on **{n_ctrl} of {len(wide)}** tasks; the multi-task "
     f"SFT model beats PT on **{n_sft} of {len(wide)}**. On average the SFT model's loss is "
@@ -73,7 +74,7 @@ markdown(
     + ("" if n_ctrl == len(wide) else
        " Where a control does not beat PT, its CKA comparisons in the next chapter should be read with care.")
 )
-wide[["task", "PT", "SFT", "control", "control beats PT", "SFT beats PT"]].style.hide(axis="index").format(precision=3)
+wide[["task", vocab.PT_ROLE, vocab.SFT_ROLE, vocab.CONTROL_ROLE, "control beats PT", "SFT beats PT"]].style.hide(axis="index").format(precision=3)
 
 # %% [markdown]
 # ## Task-level evaluation
@@ -89,11 +90,11 @@ task_metric_chart(metrics)
 
 # %% tags=["remove-input"]
 mw = metrics.pivot(index=["task", "metric"], columns="role", values="value").reset_index()
-n_beat = int((mw["control"] > mw["PT"]).sum())
-n_tie = int((mw["control"] == mw["PT"]).sum())
+n_beat = int((mw[vocab.CONTROL_ROLE] > mw[vocab.PT_ROLE]).sum())
+n_tie = int((mw[vocab.CONTROL_ROLE] == mw[vocab.PT_ROLE]).sum())
 markdown(
     f"By the task metric, the control beats PT on **{n_beat} of {len(mw)}** tasks ({n_tie} ties) on "
-    f"{int(metrics['n'].iloc[0])} examples per task; SFT beats PT on {int((mw['SFT'] > mw['PT']).sum())}. "
+    f"{int(metrics['n'].iloc[0])} examples per task; SFT beats PT on {int((mw[vocab.SFT_ROLE] > mw[vocab.PT_ROLE]).sum())}. "
     "With this few evaluation examples a metric moves in steps of "
     f"{1 / int(metrics['n'].iloc[0]):.3f}, so the response loss above is the finer check."
 )

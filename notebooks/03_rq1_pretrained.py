@@ -20,12 +20,13 @@ overrides = []
 from layerwise.analysis import PAPER_CLUSTER_GROUPS, cluster_layer_means, cluster_ranking
 from layerwise.charts import cluster_curves_chart, cluster_ranking_chart
 from layerwise.report import finding_sentence, markdown, open_run
+from layerwise import vocab
 
 run = open_run(spec_path, overrides)
 sim = run.similarity()
 findings = run.findings()
-means = cluster_layer_means(sim, "PT vs control")
-ranking = cluster_ranking(sim, "PT vs control")
+means = cluster_layer_means(sim, vocab.PT)
+ranking = cluster_ranking(sim, vocab.PT)
 
 # %% tags=["remove-input"]
 cluster_curves_chart(means, title="CKA(PT, control) by cluster and layer")

@@ -23,11 +23,12 @@ overrides = []
 from layerwise.analysis import delta_by_cluster, select
 from layerwise.charts import cka_by_layer_chart, cka_spread_chart, delta_heatmap
 from layerwise.report import finding_sentence, markdown, open_run
+from layerwise import vocab
 
 run = open_run(spec_path, overrides)
 sim = run.similarity()
 findings = run.findings()
-cka = select(sim, comparisons=["PT vs control", "SFT vs control"])
+cka = select(sim, comparisons=[vocab.PT, vocab.SFT])
 
 # %% [markdown]
 # ## Per task

@@ -19,6 +19,7 @@ overrides = []
 from layerwise.analysis import select
 from layerwise.charts import task_comparison_chart
 from layerwise.report import finding_sentence, markdown, open_run
+from layerwise import vocab
 
 run = open_run(spec_path, overrides)
 sim = run.similarity()
@@ -27,7 +28,7 @@ held = list(run.spec.heldout_tasks)
 
 # %% tags=["remove-input"]
 if held:
-    comps = ["PT vs control", "SFT vs control", "held-out SFT vs control"]
+    comps = [vocab.PT, vocab.SFT, vocab.HELDOUT_SFT]
     display_chart = task_comparison_chart(select(sim, comparisons=comps, tasks=held), comparisons=comps,
                                           title="Held-out tasks: CKA with the task's control")
     markdown(f"Held-out tasks of this run: {', '.join(held)}.")

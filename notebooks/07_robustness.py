@@ -30,11 +30,12 @@ from IPython.display import display
 
 from layerwise.charts import comparison_lines
 from layerwise.report import markdown, open_run
+from layerwise import vocab
 
 run = open_run(spec_path, overrides)
 sim = run.similarity()
 last = sim[sim["pooling"] == "last"]
-base = ["PT vs control", "SFT vs control", "random-init vs control", "shuffled PT vs control", "shuffled SFT vs control"]
+base = [vocab.PT, vocab.SFT, vocab.RANDOM_INIT, vocab.SHUFFLED_PT, vocab.SHUFFLED_SFT]
 
 # %% [markdown]
 # ## Biased and debiased CKA with the baselines
@@ -48,11 +49,11 @@ comparison_lines(last[last["measure"].isin(["linear_cka", "debiased_cka"])], com
 
 # %% tags=["remove-input"]
 lin = last[last["measure"] == "linear_cka"]
-null = lin[lin["comparison"] == "shuffled SFT vs control"]["value"].median()
-obs = lin[lin["comparison"] == "SFT vs control"]["value"].median()
+null = lin[lin["comparison"] == vocab.SHUFFLED_SFT]["value"].median()
+obs = lin[lin["comparison"] == vocab.SFT]["value"].median()
 deb = last[(last["measure"] == "debiased_cka")]
-deb_null = deb[deb["comparison"] == "shuffled SFT vs control"]["value"].median()
-deb_obs = deb[deb["comparison"] == "SFT vs control"]["value"].median()
+deb_null = deb[deb["comparison"] == vocab.SHUFFLED_SFT]["value"].median()
+deb_obs = deb[deb["comparison"] == vocab.SFT]["value"].median()
 n = int(lin["n_examples"].iloc[0])
 markdown(
     f"At n = {n} test examples per task, the median biased CKA of the shuffled-row null is {null:.3f} "
@@ -67,15 +68,15 @@ markdown(
 # per layer). Each measure has its own scale.
 
 # %% tags=["remove-input"]
-comparison_lines(last, comparisons=["PT vs control", "SFT vs control", "random-init vs control"],
+comparison_lines(last, comparisons=[vocab.PT, vocab.SFT, vocab.RANDOM_INIT],
                  title="PT and SFT vs control under each similarity measure")
 
 # %% [markdown]
 # ## Last-token versus mean-pooled states
 
 # %% tags=["remove-input"]
-pool = sim[(sim["measure"] == "linear_cka") & sim["comparison"].isin(["PT vs control", "SFT vs control"])]
-comparison_lines(pool, comparisons=["PT vs control", "SFT vs control"], facet="pooling",
+pool = sim[(sim["measure"] == "linear_cka") & sim["comparison"].isin([vocab.PT, vocab.SFT])]
+comparison_lines(pool, comparisons=[vocab.PT, vocab.SFT], facet="pooling",
                  title="Linear CKA of last-token and mean-pooled prompt states")
 
 # %% [markdown]
@@ -93,7 +94,7 @@ if tv.empty:
     markdown("This run's spec asks for no template variation (`data.n_template_variant: 0`).")
 else:
     tv_lin = tv[tv["measure"] == "linear_cka"]
-    display(comparison_lines(tv_lin[tv_lin["template"] != "across"], comparisons=["PT vs control", "SFT vs control"],
+    display(comparison_lines(tv_lin[tv_lin["template"] != "across"], comparisons=[vocab.PT, vocab.SFT],
                              facet="template", title="Linear CKA with the controls, original vs other template"))
     display(comparison_lines(tv[tv["template"] == "across"],
                              comparisons=sorted(set(tv.loc[tv["template"] == "across", "comparison"])),

@@ -22,6 +22,8 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
+from .vocab import COMPARISON_ORDER, CONTROL_ROLE, HELDOUT_ROLE, PT, PT_ROLE, SFT, SFT_ROLE
+
 __all__ = [
     "setup_altair",
     "write_vega_bundle",
@@ -141,9 +143,9 @@ def response_loss_chart(loss: pd.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             y=alt.Y("task:N", title=None),
-            yOffset=alt.YOffset("role:N", sort=["PT", "SFT", "control"]),
+            yOffset=alt.YOffset("role:N", sort=[PT_ROLE, SFT_ROLE, CONTROL_ROLE]),
             x=alt.X("loss:Q", title="mean NLL per response token"),
-            color=alt.Color("role:N", sort=["PT", "SFT", "control"], title="model"),
+            color=alt.Color("role:N", sort=[PT_ROLE, SFT_ROLE, CONTROL_ROLE], title="model"),
             tooltip=["task", "role", alt.Tooltip("loss:Q", format=".3f"), "n"],
         )
         .properties(width=_WIDTH)
@@ -171,7 +173,7 @@ def cka_by_layer_chart(cka: pd.DataFrame, *, measure: str = "linear_cka") -> alt
         )
         .add_params(sel)
         .properties(width=220, height=240)
-        .facet(column=alt.Column("comparison:N", title=None, sort=["PT vs control", "SFT vs control"]))
+        .facet(column=alt.Column("comparison:N", title=None, sort=[PT, SFT]))
         .properties(title=f"{measure.replace('_', ' ')} between each model and the task's control, by layer")
     )
 
@@ -189,9 +191,9 @@ def cka_spread_chart(cka: pd.DataFrame, *, measure: str = "linear_cka") -> alt.C
         .mark_boxplot(extent="min-max", size=9)
         .encode(
             x=alt.X("layer:O", title="layer"),
-            xOffset=alt.XOffset("comparison:N", sort=["PT vs control", "SFT vs control"]),
+            xOffset=alt.XOffset("comparison:N", sort=[PT, SFT]),
             y=alt.Y("value:Q", title="CKA", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("comparison:N", sort=["PT vs control", "SFT vs control"], title=None),
+            color=alt.Color("comparison:N", sort=[PT, SFT], title=None),
             tooltip=["layer", "comparison"],
         )
         .properties(width=_WIDTH, height=300)
@@ -201,10 +203,6 @@ def cka_spread_chart(cka: pd.DataFrame, *, measure: str = "linear_cka") -> alt.C
 # --------------------------------------------------------------------------------------------
 # Analysis chapters
 # --------------------------------------------------------------------------------------------
-
-_COMPARISON_ORDER = ["PT vs control", "SFT vs control", "held-out SFT vs control", "random-init vs control",
-                     "shuffled PT vs control", "shuffled SFT vs control"]
-
 
 def cluster_curves_chart(means: pd.DataFrame, *, title: str) -> alt.Chart:
     """Mean CKA per cluster and layer (one line per cluster; legend selects).
@@ -314,7 +312,7 @@ def comparison_lines(sim: pd.DataFrame, *, comparisons: list[str], facet: str = 
     med = grouped.agg(["median", "min", "max", "count"])
     med["q25"], med["q75"] = grouped.quantile(0.25), grouped.quantile(0.75)
     med = med.reset_index()
-    order = [c for c in _COMPARISON_ORDER if c in comparisons]
+    order = [c for c in COMPARISON_ORDER if c in comparisons]
     panels = list(dict.fromkeys(data[facet]))
     if facet == "measure":  # linear CKA (the paper's measure) first, then the caller's order
         panels.sort(key=lambda m: m != "linear_cka")
@@ -374,7 +372,7 @@ def depth_profile_chart(profiles: pd.DataFrame, *, title: str) -> alt.Chart:
 
 def task_comparison_chart(sim: pd.DataFrame, *, comparisons: list[str], title: str) -> alt.Chart:
     """Per-task curves of several comparisons, one panel per task (for a handful of tasks, e.g. held-out ones)."""
-    order = [c for c in _COMPARISON_ORDER if c in comparisons]
+    order = [c for c in COMPARISON_ORDER if c in comparisons]
     data = sim[sim["comparison"].isin(comparisons)]
     return (
         alt.Chart(data)
@@ -422,7 +420,7 @@ def task_metric_chart(metrics: pd.DataFrame) -> alt.Chart:
     Args:
         metrics: :meth:`layerwise.pipeline.Run.evaluate` (columns task, role, metric, value, n).
     """
-    order = ["PT", "SFT", "held-out SFT", "control"]
+    order = [PT_ROLE, SFT_ROLE, HELDOUT_ROLE, CONTROL_ROLE]
     data = metrics.assign(label=metrics["task"] + " (" + metrics["metric"] + ")")
     return (
         alt.Chart(data, title="Task metric on each task's evaluation examples")

@@ -33,6 +33,7 @@ from .analysis import task_layer_matrix
 from .bands import PT, SFT, Bands
 from .similarity import spearman
 from .stats import percentile_ci
+from .vocab import CONTROL_ROLE, PT_ROLE, SFT_ROLE
 
 __all__ = [
     "DELTA",
@@ -71,8 +72,8 @@ def runs_overview(runs: Sequence[Any]) -> pd.DataFrame:
             "model": run.spec.base_model, "n_layers": L, "depth_step": 1 / L,
             "instruction_tuned": bool(model_info(run.spec.base_model).get("instruction_tuned", False)),
             "n_tasks": len(loss),
-            "controls_beat_PT": int((loss["control"] < loss["PT"]).sum()),
-            "SFT_beats_PT": int((loss["SFT"] < loss["PT"]).sum()) if "SFT" in loss else 0,
+            "controls_beat_PT": int((loss[CONTROL_ROLE] < loss[PT_ROLE]).sum()),
+            "SFT_beats_PT": int((loss[SFT_ROLE] < loss[PT_ROLE]).sum()) if SFT_ROLE in loss else 0,
         })
     return pd.DataFrame(rows)
 

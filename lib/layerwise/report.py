@@ -7,26 +7,59 @@ into the library and charts. Sentences that state a result are built here from t
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Sequence
 
 import pandas as pd
+from IPython.display import Markdown, display
 
-__all__ = ["open_run", "spec_table", "markdown", "md_table", "fmt"]
+from .charts import setup_altair
+from .pipeline import Run
+
+__all__ = ["QUIET_PACKAGES", "quiet_third_party_warnings", "open_run", "spec_table", "markdown", "md_table", "fmt",
+           "run_summary_markdown", "findings_markdown", "finding_sentence"]
+
+#: Third-party packages whose own warnings (version notices, deprecations, tokenizer and
+#: generation hints) the book hides; the warnings of ``layerwise`` itself are never hidden.
+QUIET_PACKAGES = ("transformers", "torch", "peft", "accelerate", "datasets", "huggingface_hub", "tokenizers",
+                  "safetensors", "altair", "tqdm")
 
 
-def open_run(spec_path: str, overrides: Sequence[str] | dict[str, Any] = ()):
-    """Validate the spec, set up offline charts, and return the :class:`~layerwise.pipeline.Run`."""
-    import warnings
+def quiet_third_party_warnings() -> None:
+    """Hide the warnings of third-party packages in the book, and only those.
 
-    from .charts import setup_altair
-    from .pipeline import Run
+    Two narrow filters: every warning raised from a module of :data:`QUIET_PACKAGES` (matched by
+    module name), and the API-change categories ``FutureWarning`` and ``DeprecationWarning``
+    (``layerwise`` raises neither; third-party packages often attribute them to their caller). The
+    library's own warnings - e.g. :class:`layerwise.similarity.NonFiniteRowsWarning` and
+    :class:`layerwise.tasks.DownsizeWarning`, both ``UserWarning`` raised from ``layerwise`` -
+    still show.
+    """
+    for package in QUIET_PACKAGES:
+        warnings.filterwarnings("ignore", module=rf"{package}(\.|$)")
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
 
-    warnings.filterwarnings("ignore")
+
+def open_run(spec_path: str, overrides: Sequence[str] | dict[str, Any] = ()) -> Run:
+    """Validate the spec, hide third-party warnings, set up offline charts, and return the run.
+
+    Args:
+        spec_path: path of a run spec (YAML). overrides: spec overrides (``key=value`` strings or a dict).
+
+    Returns:
+        :class:`~layerwise.pipeline.Run`, with progress lines silenced.
+
+    Raises:
+        layerwise.spec.SpecError: the spec is invalid (one line naming the key and the valid choices).
+    """
+    quiet_third_party_warnings()
     setup_altair()
     return Run.from_spec(spec_path, overrides, verbose=False)
 
 
-def spec_table(run) -> pd.DataFrame:
+def spec_table(run: Run) -> pd.DataFrame:
     """The settings of a run as a two-column table (setting, value) for display."""
     d = run.spec.to_dict()
     rows = [("name", d["name"]), ("description", d["description"]), ("base model", d["base_model"]),
@@ -54,23 +87,19 @@ def md_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
-def markdown(text: str):
+def markdown(text: str) -> None:
     """Display generated Markdown in the notebook (rendered as prose in the book)."""
-    from IPython.display import Markdown, display
-
     display(Markdown(text))
 
 
 _MARK = {"holds": "✔ holds", "does not hold": "✘ does not hold", "inconclusive": "? inconclusive"}
 
 
-def _num(x: float) -> str:
-    import math
-
+def _num(x: float | None) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.3f}"
 
 
-def run_summary_markdown(run) -> str:
+def run_summary_markdown(run: Run) -> str:
     """One paragraph describing the run (model, tasks, sizes), generated from the spec and task table."""
     tasks = run.task_table()
     spec = run.spec

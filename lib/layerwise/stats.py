@@ -367,6 +367,59 @@ def shuffle_rows(X: Any, seed: int | None = 0) -> np.ndarray:
     return X[np.random.default_rng(seed).permutation(X.shape[0])]
 
 
+__all__ += ["shuffled_row_null"]
+
+
+def shuffled_row_null(
+    measure: str,
+    G_model: np.typing.NDArray[np.floating],
+    G_control: np.typing.NDArray[np.floating],
+    perms: Sequence[np.typing.NDArray[np.integer]],
+) -> np.typing.NDArray[np.float64]:
+    """Per-layer shuffled-row null of a model-vs-control comparison: the mean over permutations.
+
+    For every layer ``l`` and permutation ``p`` the rows *and* columns of the model's centred Gram
+    are permuted, ``G_model[l][p][:, p]`` (the Gram of the model's hidden states with the examples
+    shuffled), and compared with the control's unpermuted Gram ``G_control[l]``; the values are
+    averaged over the permutations. This is the value the estimator gives when the examples of the
+    two models are not paired at all (the chance level of the measure at this ``n`` and ``d``),
+    the "shuffled <role> vs control" rows of the similarity table. Permuting the rows of a
+    centred Gram keeps it centred, so no re-centring is needed. For a p-value of one comparison,
+    see :func:`permutation_null`.
+
+    The caller draws the permutations (e.g. ``[rng.permutation(n) for _ in range(n_null)]``),
+    so one generator can serve many comparisons in a fixed order, and the same permutations can
+    be reused for several measures.
+
+    Args:
+        measure: Gram-form registry name (see :func:`layerwise.similarity.get_measure`),
+            e.g. ``"linear_cka"`` or ``"debiased_cka"``.
+        G_model: ``(n_layers, n, n)`` centred linear Grams of the model compared (float32 or float64).
+        G_control: ``(n_layers, n, n)`` centred linear Grams of the control, same examples and order.
+        perms: permutations of ``range(n)``, each an ``(n,)`` integer array.
+
+    Returns:
+        ``(n_layers,)`` float64: per layer, the mean of the measure over ``perms``.
+
+    Raises:
+        KeyError: unknown measure (the message lists the valid names).
+        ValueError: the measure has no Gram form, ``perms`` is empty, or the Gram stacks differ
+            in shape or are not ``(n_layers, n, n)``.
+    """
+    m = get_measure(measure)
+    if not m.uses_grams:
+        raise ValueError(f"measure={measure!r} needs the feature matrices, not Grams; shuffled_row_null needs a Gram form")
+    if len(perms) == 0:
+        raise ValueError("perms is empty; pass at least one permutation of range(n)")
+    if G_model.ndim != 3 or G_model.shape != G_control.shape or G_model.shape[1] != G_model.shape[2]:
+        raise ValueError(f"G_model {G_model.shape} and G_control {G_control.shape} must both be (n_layers, n, n)")
+    out = np.empty(G_model.shape[0], dtype=np.float64)
+    for layer in range(G_model.shape[0]):
+        vals = [m.from_grams(G_model[layer][np.ix_(p, p)], G_control[layer]) for p in perms]
+        out[layer] = float(np.mean(vals))
+    return out
+
+
 def permutation_null(
     Kx: Any,
     Ky: Any,

@@ -1,0 +1,98 @@
+"""The adapters stage: the multi-task mixture, then one LoRA adapter per model that needs one.
+
+SFT is trained on the training splits of all tasks, held-out SFT on all but the spec's
+``heldout_tasks`` (the paper's RQ3, §5), and each control on its own task alone (§3). Training
+itself is :func:`layerwise.training.train_adapter`, which reuses an adapter already on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .. import training  # called as training.train_adapter, so tests can replace it
+from ..tasks import cap_per_cluster
+from ..vocab import CONTROL_ROLE
+from .slots import adapter_role
+
+if TYPE_CHECKING:
+    from ..pipeline import Run
+
+__all__ = ["Examples", "mixture", "adapter_jobs", "train_adapters", "training_log", "training_summary"]
+
+#: Training examples as parallel lists: (prompts, targets, example ids).
+Examples = tuple[list[str], list[str], list[str]]
+
+
+def mixture(run: Run, exclude: tuple[str, ...] = ()) -> Examples:
+    """Training examples of the multi-task mixture (prompts, targets, ids), tasks in spec order.
+
+    With ``data.max_train_per_cluster`` the cluster's cap is spread over its tasks by
+    :func:`layerwise.tasks.cap_per_cluster` (deterministic given the seed).
+
+    Args:
+        run: the run. exclude: tasks left out of the mixture (the held-out tasks).
+    """
+    chosen = {t: dd["train"] for t, dd in run.tasks.items() if t not in exclude}
+    cap = run.spec.data.max_train_per_cluster
+    plan = cap_per_cluster({t: len(tr) for t, tr in chosen.items()}, run.cluster_of, cap or None, seed=run.spec.data.seed)
+    prompts: list[str] = []
+    targets: list[str] = []
+    ids: list[str] = []
+    for t, tr in chosen.items():
+        n = plan[t]
+        prompts += list(tr["prompt"])[:n]
+        targets += list(tr["target"])[:n]
+        ids += list(tr["id"])[:n]
+    return prompts, targets, ids
+
+
+def adapter_jobs(run: Run) -> list[tuple[str, Examples]]:
+    """The adapters the run needs, as (name, training examples): ``sft`` (unless an off-the-shelf
+    experimental model replaces it), ``sft-heldout`` (if tasks are held out), ``control-<slug>``."""
+    jobs: list[tuple[str, Examples]] = []
+    if not run.spec.experimental_model:
+        jobs.append(("sft", mixture(run)))
+    if run.spec.heldout_tasks:
+        jobs.append(("sft-heldout", mixture(run, exclude=run.spec.heldout_tasks)))
+    for name, dd in run.tasks.items():
+        tr = dd["train"]
+        jobs.append((f"control-{run.slug(name)}", (list(tr["prompt"]), list(tr["target"]), list(tr["id"]))))
+    return jobs
+
+
+def train_adapters(run: Run, progress: bool = True) -> dict[str, training.AdapterResult]:
+    """Train or reuse every adapter of :func:`adapter_jobs` (under ``<output>/adapters``).
+
+    Returns:
+        Adapter name -> :class:`layerwise.training.AdapterResult`, in job order.
+    """
+    results: dict[str, training.AdapterResult] = {}
+    for name, (p, t, i) in adapter_jobs(run):
+        t0 = time.perf_counter()
+        res = training.train_adapter(name=name, base_model=run.spec.base_model, prompts=p, targets=t, example_ids=i,
+                                     spec=run.spec.training, adapters_dir=run.out / "adapters",
+                                     progress=progress and run.verbose)
+        status = "reused" if res.reused else f"trained in {time.perf_counter() - t0:.0f} s"
+        run.log(f"adapter {name}: {status} ({len(p)} examples)")
+        results[name] = res
+    return results
+
+
+def training_log(run: Run) -> pd.DataFrame:
+    """Tidy training log: ``adapter, role, task, step, epoch, loss, learning_rate`` (one row per logged step)."""
+    slugs = {run.slug(t): t for t in run.spec.tasks}
+    rows = []
+    for name, res in run.adapters.items():
+        role = adapter_role(name)
+        task = slugs.get(name.removeprefix("control-")) if role == CONTROL_ROLE else None
+        for rec in res.log:
+            rows.append({"adapter": name, "role": role, "task": task, **rec})
+    return pd.DataFrame(rows)
+
+
+def training_summary(run: Run) -> pd.DataFrame:
+    """One row per adapter: examples, optimiser steps, first/last loss, seconds, reused."""
+    return pd.DataFrame([training.adapter_summary(r) for r in run.adapters.values()])

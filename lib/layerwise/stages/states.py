@@ -1,0 +1,194 @@
+"""The hidden-states stage: load each model once, extract its states and response loss per task.
+
+:func:`load_model` is the one place where the model of a :class:`ModelSlot` is loaded, and
+:func:`for_each_model` the one loop that loads each model once and runs the missing work on its
+tasks; every stage that runs a model (this one, :mod:`~layerwise.stages.evaluation`,
+:mod:`~layerwise.stages.variants`) goes through them.
+
+Outputs under the run's folder, keyed by the model's key and a content key of the test examples::
+
+    hidden_states/<role>-<key>/<task>-<key>.safetensors   last-token and mean-pooled states
+    evaluation/<role>-<key>/<task>-<key>.json            response loss on the first n_eval examples
+    grams/<role>-<key>-<pooling>/<task>-<key>.safetensors centred Gram matrices, layers 1..L
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from ..cache import atomic_write_json, content_key
+from ..extraction import has_states, load_states, prompt_hidden_states, save_states
+from ..models import load_random_init, load_tokenizer
+from ..training import load_adapter_model, response_token_loss
+from .slots import ModelSlot
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from ..pipeline import Run
+
+__all__ = [
+    "test_key", "states_path", "loss_path", "load_model", "for_each_model", "extract", "run_models", "states", "gram_stack",
+    "response_loss",
+]
+
+
+def test_key(run: Run, task: str) -> str:
+    """Content key of a task's test split (ids, prompts and targets, in order)."""
+    te = run.tasks[task]["test"]
+    return content_key([list(te["id"]), list(te["prompt"]), list(te["target"])])
+
+
+def states_path(run: Run, slot: ModelSlot, task: str) -> Path:
+    """File of the hidden states of ``slot``'s model on ``task``'s test prompts."""
+    return run.out / "hidden_states" / slot.label / f"{run.slug(task)}-{test_key(run, task)}.safetensors"
+
+
+def loss_path(run: Run, slot: ModelSlot, task: str) -> Path:
+    """File of the response loss of ``slot``'s model on ``task``'s first ``n_eval`` test examples."""
+    key = content_key([test_key(run, task), run.spec.data.n_eval])
+    return run.out / "evaluation" / slot.label / f"{run.slug(task)}-{key}.json"
+
+
+def load_model(run: Run, slot: ModelSlot) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the model of a slot and its tokenizer: the one place a run loads a model.
+
+    Random-init slots get the base architecture with untrained weights
+    (:func:`layerwise.models.load_random_init`); every other slot the model with its LoRA adapter,
+    if any (:func:`layerwise.training.load_adapter_model`), on ``spec.extraction.device``.
+
+    Returns:
+        (model, tokenizer): a ``transformers`` causal LM in eval mode and its tokenizer.
+    """
+    device = run.spec.extraction.device
+    if slot.random_init:
+        model = load_random_init(slot.model, device=device)
+    else:
+        model = load_adapter_model(slot.model, slot.adapter, device=device)
+    return model, load_tokenizer(slot.model)
+
+
+def for_each_model(
+    run: Run,
+    slots: Sequence[ModelSlot],
+    done: Callable[[ModelSlot, str], bool],
+    work: Callable[[PreTrainedModel, PreTrainedTokenizerBase, ModelSlot, str], None],
+    what: str,
+) -> None:
+    """Run ``work`` on every (slot, task) not ``done``, loading each slot's model once.
+
+    Slots with nothing to do are not loaded. After a slot, one progress line: its role, the
+    tasks done and the seconds taken (``what`` names the work, e.g. ``"evaluated"``).
+
+    Args:
+        run: the run. slots: the models to go through, in order.
+        done: ``(slot, task) -> True`` if the result is already on disk.
+        work: ``(model, tokenizer, slot, task) -> None``, writes the result to disk.
+        what: what the work is, for the progress line.
+    """
+    for slot in slots:
+        todo = [t for t in slot.tasks if not done(slot, t)]
+        if not todo:
+            continue
+        t0 = time.perf_counter()
+        model, tokenizer = load_model(run, slot)
+        for task in todo:
+            work(model, tokenizer, slot, task)
+        run.log(f"{slot.role:12s} {','.join(todo)}: {what} in {time.perf_counter() - t0:.0f} s")
+        del model
+
+
+def extract(run: Run, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str,
+            examples: Dataset, path: Path, *,
+            progress: bool, desc: str, **meta: Any) -> None:
+    """Hidden states of ``slot``'s model on ``examples`` (a task split: ``prompt``, ``id``), saved to ``path``.
+
+    ``meta`` is stored with the states next to the slot's role, model, key and adapter.
+    """
+    hidden = prompt_hidden_states(model, tokenizer, list(examples["prompt"]), batch_size=run.spec.extraction.batch_size,
+                                  progress=progress and run.verbose, desc=desc)
+    save_states(path, hidden, list(examples["id"]),
+                {"role": slot.role, "model": slot.model, "model_key": slot.key, "task": task,
+                 "adapter": str(slot.adapter) if slot.adapter else None, "random_init": slot.random_init, **meta})
+
+
+def run_models(run: Run, progress: bool = True) -> None:
+    """For every model compute what is missing on its tasks: hidden states on the test prompts
+    (last token and mean pooled) and the response loss on the first ``data.n_eval`` test
+    examples. Each model is loaded once."""
+    n_eval = run.spec.data.n_eval
+
+    def done(slot: ModelSlot, task: str) -> bool:
+        return has_states(states_path(run, slot, task)) and loss_path(run, slot, task).is_file()
+
+    def work(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str) -> None:
+        te = run.tasks[task]["test"]
+        sp = states_path(run, slot, task)
+        if not has_states(sp):
+            extract(run, model, tokenizer, slot, task, te, sp, progress=progress, desc=f"{slot.role} {task}")
+        lp = loss_path(run, slot, task)
+        if not lp.is_file():
+            prompts, targets, ids = list(te["prompt"]), list(te["target"]), list(te["id"])
+            losses = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval],
+                                         batch_size=run.spec.extraction.batch_size)
+            atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses})
+
+    for_each_model(run, run.slots, done, work, "states + loss")
+
+
+def states(run: Run, role: str, task: str, pooling: str = "last") -> NDArray[np.float32]:
+    """Hidden states ``(n_layers + 1, n_test, hidden_size)`` float32 of a model role on a task.
+
+    Args:
+        run: the run. role: one of ``run.roles``. task: a task of the run.
+        pooling: ``"last"`` (last prompt token) or ``"mean"`` (mean over prompt tokens).
+
+    Raises:
+        KeyError: unknown role, task or pooling.
+        RuntimeError: the cached states belong to other examples (a corrupted cache).
+    """
+    slot = run.slot(role, task)
+    path = states_path(run, slot, task)
+    if not path.is_file():
+        run_models(run)
+    hidden, ids, _ = load_states(path, pooling)
+    if ids != list(run.tasks[task]["test"]["id"]):
+        raise RuntimeError(f"hidden states in {path} are for other examples than the test split of {task}")
+    return hidden
+
+
+def gram_stack(run: Run, role: str, task: str, pooling: str = "last") -> tuple[str, str]:
+    """Make sure the centred Grams of (role, task, pooling) for layers 1..L are cached.
+
+    Returns:
+        (model name, task name) under which ``run.grams`` holds them.
+    """
+    slot = run.slot(role, task)
+    name, tkey = f"{slot.label}-{pooling}", f"{run.slug(task)}-{test_key(run, task)}"
+    run.grams.ensure(name, tkey, lambda: states(run, role, task, pooling)[1:],
+                     metadata={"role": role, "task": task, "pooling": pooling})
+    return name, tkey
+
+
+def response_loss(run: Run) -> pd.DataFrame:
+    """Mean response-token NLL per (task, model role) on the first ``n_eval`` test examples.
+
+    Columns: ``task, cluster, role, loss`` (nats per token), ``n``.
+    """
+    run_models(run)
+    rows = []
+    for slot in run.slots:
+        for task in slot.tasks:
+            data = json.loads(loss_path(run, slot, task).read_text())
+            rows.append({"task": task, "cluster": run.cluster_of(task), "role": slot.role,
+                         "loss": float(np.mean(data["loss"])), "n": len(data["loss"])})
+    return pd.DataFrame(rows)

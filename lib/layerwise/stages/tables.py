@@ -1,0 +1,161 @@
+"""The table stages: similarity of every model with each task's control, and per-layer spectra.
+
+Both are computed from the cached centred Gram matrices (:func:`~layerwise.stages.states.gram_stack`)
+and cached as parquet files by :func:`~layerwise.stages.cached.cached_table`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from .. import similarity as _similarity
+from .. import spectra as _spectra
+from ..similarity import MEASURES
+from ..spectra import spectra_from_grams
+from ..stats import shuffled_row_null
+from ..vocab import (CONTROL_ROLE, HELDOUT_SFT, PT, PT_ROLE, SFT, SFT_ROLE, SIMILARITY_COLUMNS, comparison_name,
+                     null_name)
+from .cached import cached_table
+from .states import gram_stack, run_models, test_key
+
+if TYPE_CHECKING:
+    from ..pipeline import Run
+
+__all__ = ["LINEAR_MEASURES", "Comparison", "measure_names", "comparison_plan", "similarity_table", "cka_table",
+           "spectra_table"]
+
+#: The measures compared on mean-pooled states and given a shuffled-row null (linear kernels).
+LINEAR_MEASURES = ("linear_cka", "debiased_cka")
+#: Roles compared on mean-pooled states and given a shuffled-row null.
+_CORE_ROLES = (PT_ROLE, SFT_ROLE)
+
+
+def measure_names(requested: Sequence[str]) -> list[str]:
+    """The measures of a spec: ``requested``, or every measure with a Gram form if it holds ``"all"``;
+    ``linear_cka`` (the paper's measure) first, always."""
+    names = sorted(n for n, m in MEASURES.items() if m.uses_grams) if "all" in requested else list(requested)
+    return ["linear_cka"] + [n for n in names if n != "linear_cka"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One model compared with a task's control: which pooling, which measures, with a null or not."""
+
+    task: str
+    pooling: str
+    role: str
+    measures: tuple[str, ...]
+    null: bool
+
+
+def comparison_plan(roles: Sequence[str], tasks: Sequence[str], measures: Sequence[str], shuffled: bool) -> list[Comparison]:
+    """Every comparison of the similarity table, in the table's row order.
+
+    Per task: each role but the control on last-token states with all ``measures`` (PT and SFT
+    with a shuffled-row null if ``shuffled``), then PT and SFT on mean-pooled states with the
+    linear measures only (a robustness check).
+    """
+    others = [r for r in roles if r != CONTROL_ROLE]
+    linear = tuple(m for m in measures if m in LINEAR_MEASURES)
+    plan: list[Comparison] = []
+    for task in tasks:
+        plan += [Comparison(task, "last", r, tuple(measures), shuffled and r in _CORE_ROLES) for r in others]
+        plan += [Comparison(task, "mean", r, linear, False) for r in _CORE_ROLES if r in others]
+    return plan
+
+
+def _layer_rows(c: Comparison, cluster: str, label: str, measure: str, values: NDArray[np.float64], n: int) -> list[dict[str, Any]]:
+    """One table row per layer (layers numbered 1..L) of one comparison under one measure."""
+    return [dict(zip(SIMILARITY_COLUMNS, (c.task, cluster, i + 1, label, measure, c.pooling, float(v), n)))
+            for i, v in enumerate(values)]
+
+
+def _similarity_rows(run: Run, measures: list[str], n_null: int) -> pd.DataFrame:
+    """Compute the similarity table (see :func:`similarity_table`)."""
+    plan = comparison_plan(run.roles, run.spec.tasks, measures, "shuffled" in run.spec.baselines)
+    linear = [m for m in measures if m in LINEAR_MEASURES]
+    rng = np.random.default_rng(run.spec.data.seed)  # one generator, drawn in plan order
+    rows: list[dict[str, Any]] = []
+    for c in plan:
+        cluster, n = run.cluster_of(c.task), len(run.tasks[c.task]["test"])
+        control = gram_stack(run, CONTROL_ROLE, c.task, c.pooling)
+        model = gram_stack(run, c.role, c.task, c.pooling)
+        for measure in c.measures:
+            values = run.grams.compare(model[0], control[0], model[1], measure=measure)
+            rows += _layer_rows(c, cluster, comparison_name(c.role), measure, values, n)
+        if c.null:
+            perms = [rng.permutation(n) for _ in range(n_null)]
+            G_model, G_control = run.grams.get(*model), run.grams.get(*control)
+            for measure in linear:
+                rows += _layer_rows(c, cluster, null_name(c.role), measure,
+                                    shuffled_row_null(measure, G_model, G_control, perms), n)
+    return pd.DataFrame(rows)
+
+
+def similarity_table(run: Run, *, n_null: int = 20) -> pd.DataFrame:
+    """Similarity of every model with each task's control, per layer, measure and pooling.
+
+    Comparisons: ``"<role> vs control"`` for every role of the run but ``control``, and - if
+    the spec asks for the ``shuffled`` baseline - ``"shuffled <role> vs control"`` for PT and SFT:
+    the mean over ``n_null`` random row permutations (:func:`layerwise.stats.shuffled_row_null`).
+    Mean-pooled states are compared for PT and SFT with the linear measures only.
+
+    Returns:
+        DataFrame with columns :data:`layerwise.vocab.SIMILARITY_COLUMNS` (``task, cluster, layer,
+        comparison, measure, pooling, value, n_examples``); layers 1..L (layer 0, the embedding of
+        the last prompt token, is left out as in the paper). Cached in
+        ``tables/similarity-<key>.parquet``.
+    """
+    run_models(run)
+    measures = measure_names(run.spec.measures)
+    parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots],
+             "test_examples": [test_key(run, t) for t in run.spec.tasks],
+             "measures": measures, "baselines": list(run.spec.baselines), "n_null": n_null, "seed": run.spec.data.seed}
+    code = [comparison_plan, _layer_rows, _similarity_rows, _similarity, shuffled_row_null]
+    return cached_table(run.out / "tables", "similarity", parts, lambda: _similarity_rows(run, measures, n_null),
+                        code=code, log=run.log)
+
+
+def cka_table(similarity: pd.DataFrame) -> pd.DataFrame:
+    """The paper's table from a similarity table: linear CKA, last token, PT/SFT/held-out SFT vs control.
+
+    Returns:
+        The rows of ``similarity`` with ``measure == "linear_cka"``, ``pooling == "last"`` and
+        no baseline comparison, without the ``pooling`` column; index reset.
+    """
+    df = similarity
+    sub = df[(df["measure"] == "linear_cka") & (df["pooling"] == "last") & df["comparison"].isin([PT, SFT, HELDOUT_SFT])]
+    return sub.drop(columns="pooling").reset_index(drop=True)
+
+
+def _spectra_rows(run: Run) -> pd.DataFrame:
+    """Compute the spectra table (see :func:`spectra_table`)."""
+    frames = []
+    for slot in run.slots:
+        for task in slot.tasks:
+            name, tkey = gram_stack(run, slot.role, task)
+            _, summary = spectra_from_grams(run.grams.get(name, tkey),
+                                            labels={"role": slot.role, "task": task, "cluster": run.cluster_of(task)})
+            summary["layer"] = summary["layer"] + 1  # Grams hold layers 1..L
+            frames.append(summary)
+    return pd.concat(frames, ignore_index=True)
+
+
+def spectra_table(run: Run) -> pd.DataFrame:
+    """Per-layer spectral summary of every model on every task (last-token states, layers 1..L).
+
+    See :func:`layerwise.spectra.spectra_from_grams` for the columns (``role, task, cluster,
+    layer``, ``effective_rank``, ``participation_ratio``, ``n_99``, ...). Cached in
+    ``tables/spectra-<key>.parquet``.
+    """
+    run_models(run)
+    parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots],
+             "test_examples": [test_key(run, t) for t in run.spec.tasks]}
+    return cached_table(run.out / "tables", "spectra", parts, lambda: _spectra_rows(run),
+                        code=[_spectra_rows, _spectra, _similarity], log=run.log)

@@ -218,20 +218,23 @@ def write_table(df: Any, path: str | os.PathLike[str], fmt: str) -> Path:
     return Path(path)
 
 
-def read_table(path: str | os.PathLike[str], fmt: str, columns: "tuple[str, ...] | list[str]" = ()) -> Any:
+def read_table(path: str | os.PathLike[str], fmt: str, columns: "tuple[str, ...] | list[str]" = (),
+               min_rows: int = 0) -> Any:
     """Read a parquet table written by :func:`write_table`, checking its tag, columns and values.
 
     Args:
         path: the ``.parquet`` file.
         fmt: the format tag it must carry.
         columns: columns it must have.
+        min_rows: fewest rows it may have.
 
     Returns:
         pandas.DataFrame.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        CorruptArtefact: unreadable (truncated) parquet, another format tag, a missing column, or no rows.
+        CorruptArtefact: unreadable (truncated) parquet, another format tag, a missing column, or fewer
+            than ``min_rows`` rows.
     """
     import pyarrow.parquet as pq
 
@@ -248,8 +251,8 @@ def read_table(path: str | os.PathLike[str], fmt: str, columns: "tuple[str, ...]
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise CorruptArtefact(path, f"missing columns {missing}")
-    if table.num_rows == 0:
-        raise CorruptArtefact(path, "no rows")
+    if table.num_rows < min_rows:
+        raise CorruptArtefact(path, f"{table.num_rows} rows, expected at least {min_rows}")
     return table.to_pandas()
 
 

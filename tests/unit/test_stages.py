@@ -75,3 +75,22 @@ def test_open_run_filter_hides_third_party_warnings_only():
         warnings.warn_explicit("downsized to 10", DownsizeWarning, "sampling.py", 1, module="layerwise.tasks.sampling")
         warnings.warn_explicit("not ours", UserWarning, "x.py", 1, module="torchvision_like_but_other")
     assert [str(w.message) for w in caught] == ["3 non-finite rows dropped", "downsized to 10", "not ours"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "foreign"])
+def test_a_corrupt_cached_table_is_reported_and_recomputed(tmp_path, capsys, damage):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"layer": [1, 2], "value": [0.5, 0.25]})
+
+    first = cached_table(tmp_path, "demo", {"n": 1}, compute, code=[compute])
+    (path,) = tmp_path.glob("demo-*.parquet")
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:40])
+    else:  # a parquet file without our format tag (another writer, an older version)
+        pd.DataFrame({"layer": [9]}).to_parquet(path)
+    again = cached_table(tmp_path, "demo", {"n": 1}, compute, code=[compute])
+    assert len(calls) == 2 and again.equals(first)
+    assert f"corrupt artefact, recomputing: {path}" in capsys.readouterr().err

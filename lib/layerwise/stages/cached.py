@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..cache import atomic_path, content_key
+from ..cache import CorruptArtefact, content_key, discard_corrupt, read_table, write_table
 
 __all__ = ["LIBRARIES", "code_digest", "library_versions", "table_key", "cached_table"]
 
@@ -113,18 +113,23 @@ def cached_table(
         log: called with one line (rows, seconds) after a computation, if given.
 
     Returns:
-        The table: as computed, or as read back from the parquet file.
+        The table: as computed, or as read back from the parquet file. A file that fails its check
+        (unreadable, another format tag: see :func:`layerwise.cache.read_table`) is reported with its
+        path, removed and recomputed.
 
     Raises:
         ValueError, TypeError: see :func:`table_key` (raised before any compute).
     """
     path = Path(out_dir) / f"{name}-{table_key(key_parts, code)}.parquet"
+    fmt = f"{name}-table/1"
     if path.is_file():
-        return pd.read_parquet(path)
+        try:
+            return read_table(path, fmt)
+        except CorruptArtefact as err:
+            discard_corrupt(err)
     t0 = time.perf_counter()
     df = compute()
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+    write_table(df, path, fmt)
     if log is not None:
         log(f"{name} table: {len(df)} rows in {time.perf_counter() - t0:.0f} s")
     return df

@@ -116,7 +116,7 @@ def cluster_ranking(sim: pd.DataFrame, comparison: str = PT, *, layers: list[int
 
 def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling: str = "last",
                       heldout_tasks: Sequence[str] = (), n_boot: int = 2000, seed: int = 0,
-                      halves: pd.DataFrame | None = None) -> list:
+                      halves: pd.DataFrame | None = None, n_power_sims: int = 20) -> list:
     """The paper's findings on one similarity table: a thin wrapper over :func:`layerwise.findings.evaluate`.
 
     Args:
@@ -124,6 +124,7 @@ def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling
         heldout_tasks: tasks the held-out SFT model never saw (RQ3).
         n_boot: bootstrap replicates. seed: bootstrap seed.
         halves: split-half similarity table for F6 (see :class:`layerwise.findings.Context`).
+        n_power_sims: simulated runs of the band findings' power check.
 
     Returns:
         list of :class:`layerwise.findings.Finding`, in the paper's order.
@@ -134,7 +135,7 @@ def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling
     from .findings import evaluate  # the findings read this module's tables: imported at call time
 
     return evaluate(sim, measure=measure, pooling=pooling, heldout_tasks=heldout_tasks, halves=halves,
-                    n_boot=n_boot, seed=seed)
+                    n_boot=n_boot, seed=seed, n_power_sims=n_power_sims)
 
 
 def findings_table(findings: list) -> pd.DataFrame:

@@ -297,7 +297,7 @@ def _bands(ctx: Context, experimental: str, tasks: list[str]):
     sub = sub[(sub["measure"] == ctx.measure) & (sub["pooling"] == ctx.pooling)]
     b = find_bands(sub, measure=ctx.measure, experimental=experimental, reference=PT, tasks=tasks,
                    n_boot=ctx.n_boot, seed=ctx.seed)
-    mde = (b.min_rise_z + float(sps.norm.ppf(POWER))) * b.rise_se if np.isfinite(b.rise_se) and b.rise_se > 0 else float("inf")
+    mde = (b.min_rise_z + float(sps.norm.ppf(POWER))) * b.rise_se if np.isfinite(b.rise_se) else float("inf")
     exp, ref = ctx.matrix(experimental, sim=sub).loc[list(b.tasks)], ctx.pt.loc[list(b.tasks)]
     D = (exp - ref).to_numpy()
     T, L = D.shape
@@ -373,7 +373,7 @@ def f6_helps_poor(ctx: Context) -> Finding:
     if not {"A", "B"} <= have:
         x = ctx.pt.loc[ctx.sft_tasks].mean(axis=1)
         y = (ctx.matrix(SFT).loc[ctx.sft_tasks, late] - ctx.pt.loc[ctx.sft_tasks, late]).mean(axis=1)
-        shared = float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 else float("nan")
+        shared = float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
         detail = ("no split-half similarity table: CKA(PT, control) and ΔCKA computed on the same examples share "
                   "PT's estimation noise, which pushes r negative by itself, so no verdict is drawn "
                   f"(the shared-noise r, biased and not used: {_fmt(shared)})")
@@ -441,7 +441,9 @@ def f7b_unseen_no_transition(ctx: Context) -> Finding | None:
     held = ctx.heldout
     if not held:
         return None
-    seen_ident = ctx.cache.get("F4") == HOLDS
+    if "F4" not in ctx.cache:  # F4 not evaluated in this call (``only=``): its band rule is needed here
+        f4_transition(ctx)
+    seen_ident = ctx.cache["F4"] == HOLDS
     try:
         hb, mde, pw = _bands(ctx, HELDOUT_SFT, held)
         powered = pw >= POWER and mde <= abs(ctx.effects["F7b"])

@@ -25,7 +25,7 @@ PAPER_SETTINGS: dict[str, str] = {
     "training examples": "SFT: at most 50,000 per cluster; control: the task's whole training file",
     "test examples": "the first min(10,000, |test|) per task",
     "optimizer steps, SFT": "3 epochs over up to ~600,000 examples at batch 16: up to ~112,000",
-    "optimizer steps, control": "3 epochs over the task's whole training file at batch 16 (thousands)",
+    "optimizer steps, control": "3 epochs over the task's whole training file at batch 16 (differs per task)",
     "SFT : control steps": "about the ratio of the mixture to one task's file",
     "learning rate": "5e-05 (cosine)",
     "seeds": "one (42)",
@@ -98,7 +98,8 @@ def deviations_table(spec: RunSpec) -> pd.DataFrame:
     sft = optimizer_steps(d.n_train * n_tasks, **steps)
     ctrl = optimizer_steps(d.n_train, **steps)
     held = list(spec.heldout_tasks)
-    sft_text = f"{tr.epochs:g} epochs over {d.n_train} × {n_tasks} = {d.n_train * n_tasks} examples at batch {eff}: {sft}{cap}"
+    ep = f"{tr.epochs:g} epoch{'' if tr.epochs == 1 else 's'}"
+    sft_text = f"{ep} over {d.n_train} × {n_tasks} = {d.n_train * n_tasks} examples at batch {eff}: {sft}{cap}"
     if held:
         hs = optimizer_steps(d.n_train * (n_tasks - len(held)), **steps)
         sft_text += f"; held-out SFT: {hs}"
@@ -111,7 +112,7 @@ def deviations_table(spec: RunSpec) -> pd.DataFrame:
         "training examples": f"{d.n_train} per task (SFT and each control)",
         "test examples": f"{d.n_test} per task",
         "optimizer steps, SFT": sft_text,
-        "optimizer steps, control": f"{tr.epochs:g} epochs over {d.n_train} examples at batch {eff}: {ctrl}",
+        "optimizer steps, control": f"{ep} over {d.n_train} examples at batch {eff}: {ctrl}",
         "SFT : control steps": f"{sft / ctrl:.0f} : 1",
         "learning rate": f"{tr.learning_rate:g} (cosine)",
         "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})",

@@ -103,6 +103,8 @@ def test_estimates_are_recomputable_and_use_every_sft_task():
     assert f.loc["F3", "estimate"] == pytest.approx((sft - pt)[early].mean(axis=1).mean())
     assert f.loc["F5", "estimate"] == pytest.approx((sft - pt)[late].mean(axis=1).mean())
     assert f.loc["F3", "low"] <= f.loc["F3", "estimate"] <= f.loc["F3", "high"]
+    dev = (pt - pt.median(axis=0)).abs()  # F2b: Brown-Forsythe spread, late minus early third, mean over tasks
+    assert f.loc["F2b", "estimate"] == pytest.approx((dev[late].mean(axis=1) - dev[early].mean(axis=1)).mean())
     assert "exact sign-flip" in f.loc["F3", "interval"] and "seed noise is not in the interval" in f.loc["F3", "interval"]
     page = findings_markdown(f.reset_index())
     assert f"{f.loc['F3', 'estimate']:+.3f}" in page

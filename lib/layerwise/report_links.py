@@ -32,16 +32,19 @@ VERDICT_MARKS: dict[str, str] = {
 }
 
 
+def _lookup(table: dict[str, str], key: str, what: str) -> str:
+    if key not in table:
+        raise KeyError(f"{what} {key!r} has no {'chapter' if table is FINDING_CHAPTERS else 'mark'}; known: {list(table)}")
+    return table[key]
+
+
 def chapter_of(finding_id: str) -> str:
     """Notebook name of the chapter that shows a finding.
 
     Raises:
         KeyError: the id has no chapter (the message lists the ids that have one).
     """
-    try:
-        return FINDING_CHAPTERS[finding_id]
-    except KeyError:
-        raise KeyError(f"finding {finding_id!r} has no chapter; known: {list(FINDING_CHAPTERS)}") from None
+    return _lookup(FINDING_CHAPTERS, finding_id, "finding")
 
 
 def mark(verdict: str) -> str:
@@ -50,7 +53,4 @@ def mark(verdict: str) -> str:
     Raises:
         KeyError: not a verdict of :data:`layerwise.findings.VERDICTS`.
     """
-    try:
-        return VERDICT_MARKS[verdict]
-    except KeyError:
-        raise KeyError(f"verdict {verdict!r} has no mark; known: {list(VERDICT_MARKS)}") from None
+    return _lookup(VERDICT_MARKS, verdict, "verdict")

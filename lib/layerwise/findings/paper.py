@@ -68,7 +68,7 @@ def _mde_text(mde: float, effect: float) -> str:
     return f"minimal detectable effect {m} vs the paper's {abs(effect):.3f}"
 
 
-def _over_tasks(ctx: Context, d: pd.DataFrame) -> dict:
+def _over_tasks(ctx: Context, d: pd.DataFrame, *, seedless: bool = False) -> dict:
     """Mean over tasks of per-(seed, task) values with a small-sample interval and its SE.
 
     One seed: :func:`~layerwise.stats.location_interval` over tasks. Several seeds: that
@@ -84,7 +84,7 @@ def _over_tasks(ctx: Context, d: pd.DataFrame) -> dict:
         lo, hi, se = min(lo, h.low), max(hi, h.high), max(se, float(h.se))
         method += f", widened to the bootstrap over {n_seeds} seeds then tasks where that is wider"
     elif li.n > 1:
-        method += "; one SFT seed: seed noise is not in the interval"
+        method += "; PT has no seed" if seedless else "; one SFT seed: seed noise is not in the interval"
     mde = minimal_detectable_effect(se, li.n - 1, level=ctx.level, power=POWER) if np.isfinite(lo) and np.isfinite(hi) else float("inf")
     return dict(estimate=li.estimate, low=lo, high=hi, interval=method, n_tasks=li.n, n_seeds=n_seeds, mde=mde,
                 values=per_task)
@@ -165,28 +165,33 @@ def f1_cluster_split(ctx: Context) -> Finding:
                     r, v, detail, ctx, measure=label, paper=p, paper_verdict=verdict(p["low"], p["high"]))
 
 
+def _level_finding(ctx: Context, fid: str, per_task, what: str, claim: str, test: str) -> Finding:
+    """A level finding: the mean over tasks of ``per_task(matrix)`` on the level measure, the paper's beside it.
+
+    ``test`` may hold ``{how}``, replaced by how the level measure was obtained.
+    """
+    def compute(m: pd.DataFrame) -> dict:
+        return _over_tasks(ctx, _one_seed(per_task(m.dropna()).dropna()), seedless=True)
+
+    r, p = _level_pair(ctx, compute)
+    _, label, how = ctx.level_values
+    v = powered_verdict(verdict(r["low"], r["high"]), r["mde"], ctx.effects[fid])
+    detail = (f"{what} {_fmt(r['estimate'])} on {label}, {_ci(r['low'], r['high'], ctx.level)}; "
+              f"{_signs(r['values'], below=False)}; {_mde_text(r['mde'], ctx.effects[fid])}; "
+              f"the paper's {ctx.measure}: {_fmt(p['estimate'])}, {_ci(p['low'], p['high'], ctx.level)}")
+    return _finding(fid, claim, test.format(how=how), r, v, detail, ctx, measure=label, paper=p,
+                    paper_verdict=verdict(p["low"], p["high"]))
+
+
 @finding("F2", paper_effect=0.10, source="Fig. 2 (PT): CKA falls from the early to the upper layers")
 def f2_pt_drift(ctx: Context) -> Finding:
     """F2: CKA(PT, control) is highest early and falls with depth (early third minus late third)."""
     early, late = ctx.thirds["early"], ctx.thirds["late"]
-
-    def compute(m: pd.DataFrame) -> dict:
-        drift = (m[early].mean(axis=1) - m[late].mean(axis=1)).dropna()
-        r = _over_tasks(ctx, _one_seed(drift))
-        r["interval"] = r["interval"].replace("; one SFT seed: seed noise is not in the interval", "; PT has no seed")
-        return r
-
-    r, p = _level_pair(ctx, compute)
-    _, label, how = ctx.level_values
-    v = powered_verdict(verdict(r["low"], r["high"]), r["mde"], ctx.effects["F2"])
-    L = ctx.n_layers
-    detail = (f"early − late {_fmt(r['estimate'])} on {label}, {_ci(r['low'], r['high'], ctx.level)}; "
-              f"{_signs(r['values'], below=False)}; {_mde_text(r['mde'], ctx.effects['F2'])}; "
-              f"the paper's {ctx.measure}: {_fmt(p['estimate'])}, {_ci(p['low'], p['high'], ctx.level)}")
-    return _finding("F2", "Pre-trained representations are closest to the controls in the early layers and drift away with depth.",
-                    f"Per task, mean CKA(PT, control) on {how} in the early minus the late third (layers "
-                    f"{early[0]}-{early[-1]} vs {late[0]}-{late[-1]} of {L}); mean over tasks, holds if the interval is above 0.",
-                    r, v, detail, ctx, measure=label, paper=p, paper_verdict=verdict(p["low"], p["high"]))
+    return _level_finding(
+        ctx, "F2", lambda m: m[early].mean(axis=1) - m[late].mean(axis=1), "early − late",
+        "Pre-trained representations are closest to the controls in the early layers and drift away with depth.",
+        f"Per task, mean CKA(PT, control) on {{how}} in the early minus the late third (layers {early[0]}-{early[-1]} vs "
+        f"{late[0]}-{late[-1]} of {ctx.n_layers}); mean over tasks, holds if the interval is above 0.")
 
 
 @finding("F2b", paper_effect=0.04, source="Fig. 2 (PT): the spread across tasks widens in the middle and upper layers")
@@ -199,25 +204,14 @@ def f2b_pt_spread(ctx: Context) -> Finding:
     """
     early, late = ctx.thirds["early"], ctx.thirds["late"]
 
-    def compute(m: pd.DataFrame) -> dict:
-        m = m.dropna()
+    def spread_change(m: pd.DataFrame) -> pd.Series:
         dev = (m - m.median(axis=0)).abs()
-        per_task = dev[late].mean(axis=1) - dev[early].mean(axis=1)
-        r = _over_tasks(ctx, _one_seed(per_task))
-        r["interval"] = r["interval"].replace("; one SFT seed: seed noise is not in the interval", "; PT has no seed")
-        return r
+        return dev[late].mean(axis=1) - dev[early].mean(axis=1)
 
-    r, p = _level_pair(ctx, compute)
-    _, label, how = ctx.level_values
-    v = powered_verdict(verdict(r["low"], r["high"]), r["mde"], ctx.effects["F2b"])
-    detail = (f"late − early spread {_fmt(r['estimate'])} on {label}, {_ci(r['low'], r['high'], ctx.level)}; "
-              f"{_signs(r['values'], below=False)}; {_mde_text(r['mde'], ctx.effects['F2b'])}; "
-              f"the paper's {ctx.measure}: {_fmt(p['estimate'])}, {_ci(p['low'], p['high'], ctx.level)}")
-    return _finding("F2b", "The spread of CKA(PT, control) across tasks grows with depth.",
-                    f"Per task, the absolute deviation of CKA(PT, control) on {how} from the median over tasks of its "
-                    "layer, mean over the late third minus the early third; mean over tasks, holds if the interval is "
-                    "above 0.",
-                    r, v, detail, ctx, measure=label, paper=p, paper_verdict=verdict(p["low"], p["high"]))
+    return _level_finding(
+        ctx, "F2b", spread_change, "late − early spread", "The spread of CKA(PT, control) across tasks grows with depth.",
+        "Per task, the absolute deviation of CKA(PT, control) on {how} from the median over tasks of its layer, mean "
+        "over the late third minus the early third; mean over tasks, holds if the interval is above 0.")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -426,6 +426,9 @@ def permutation_null(
 # (BCa) bootstrap where no exact method exists, a hierarchical bootstrap over seeds and tasks,
 # and the minimal detectable effect at a run's size.
 
+import numpy.typing as npt  # noqa: E402  (this section's; belongs with the imports at the top)
+from numpy.typing import NDArray  # noqa: E402
+
 #: Largest number of tasks for which the exact small-sample methods are used (2**12 sign patterns).
 MAX_EXACT_TASKS = 12
 
@@ -470,12 +473,12 @@ class HierarchicalBootstrapResult(BootstrapResult):
     includes_seed_noise: bool = False
 
 
-def _finite_1d(values: Any, name: str) -> np.ndarray:
+def _finite_1d(values: npt.ArrayLike) -> NDArray[np.float64]:
     v = np.asarray(values, dtype=np.float64).ravel()
     return v[np.isfinite(v)]
 
 
-def exact_sign_flip_interval(values: Any, level: float = 0.95) -> tuple[float, float]:
+def exact_sign_flip_interval(values: npt.ArrayLike, level: float = 0.95) -> tuple[float, float]:
     """Exact confidence interval for the centre of a symmetric distribution from subset means.
 
     The ``2**n - 1`` means of the non-empty subsets of ``n`` values cut the line into ``2**n``
@@ -497,7 +500,7 @@ def exact_sign_flip_interval(values: Any, level: float = 0.95) -> tuple[float, f
         ValueError: ``level`` not in (0, 1); more than 20 values (use :func:`bca_interval`).
     """
     _check_common(1, level)
-    v = _finite_1d(values, "values")
+    v = _finite_1d(values)
     n = v.size
     if n > 20:
         raise ValueError(f"exact_sign_flip_interval enumerates 2**n subsets; n = {n} > 20 (use bca_interval)")
@@ -511,7 +514,7 @@ def exact_sign_flip_interval(values: Any, level: float = 0.95) -> tuple[float, f
     return float(means[k - 1]), float(means[-k])
 
 
-def sign_flip_test(values: Any, *, alternative: str = "two-sided", n_resamples: int = 9999,
+def sign_flip_test(values: npt.ArrayLike, *, alternative: str = "two-sided", n_resamples: int = 9999,
                    seed: int | None = 0) -> float:
     """p-value of the sign-flip randomization test that the values are symmetric about 0.
 
@@ -534,7 +537,7 @@ def sign_flip_test(values: Any, *, alternative: str = "two-sided", n_resamples: 
 
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
-    v = _finite_1d(values, "values")
+    v = _finite_1d(values)
     if v.size == 0:
         raise ValueError("sign_flip_test needs at least one finite value")
     res = sps.permutation_test((v,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
@@ -543,7 +546,7 @@ def sign_flip_test(values: Any, *, alternative: str = "two-sided", n_resamples: 
     return float(res.pvalue)
 
 
-def sign_test(values: Any, *, alternative: str = "two-sided") -> tuple[int, int, float]:
+def sign_test(values: npt.ArrayLike, *, alternative: str = "two-sided") -> tuple[int, int, float]:
     """Exact sign test of a zero median: how many values are above 0, and the binomial p-value.
 
     Zeros are dropped (Dixon & Mood 1946); the p-value is ``scipy.stats.binomtest(k, n, 0.5)``.
@@ -562,7 +565,7 @@ def sign_test(values: Any, *, alternative: str = "two-sided") -> tuple[int, int,
 
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
-    v = _finite_1d(values, "values")
+    v = _finite_1d(values)
     v = v[v != 0]
     k = int((v > 0).sum())
     if v.size == 0:
@@ -570,7 +573,7 @@ def sign_test(values: Any, *, alternative: str = "two-sided") -> tuple[int, int,
     return k, int(v.size), float(sps.binomtest(k, int(v.size), 0.5, alternative=alternative).pvalue)
 
 
-def bca_interval(samples: Sequence[Any], statistic: Callable[..., Any], *, n_boot: int = 2000,
+def bca_interval(samples: Sequence[npt.ArrayLike], statistic: Callable[..., Any], *, n_boot: int = 2000,
                  level: float = 0.95, seed: int | None = 0, paired: bool = False) -> BootstrapResult:
     """Bias-corrected and accelerated (BCa) bootstrap interval (Efron 1987), by ``scipy.stats.bootstrap``.
 
@@ -610,7 +613,7 @@ def bca_interval(samples: Sequence[Any], statistic: Callable[..., Any], *, n_boo
     return BootstrapResult(est, lo, hi, level, np.asarray(res.bootstrap_distribution, dtype=np.float64))
 
 
-def location_interval(values: Any, *, level: float = 0.95, n_boot: int = 2000, seed: int | None = 0,
+def location_interval(values: npt.ArrayLike, *, level: float = 0.95, n_boot: int = 2000, seed: int | None = 0,
                       max_exact: int = MAX_EXACT_TASKS) -> Interval:
     """Interval for the mean over tasks that is valid at the run's number of tasks.
 
@@ -624,7 +627,7 @@ def location_interval(values: Any, *, level: float = 0.95, n_boot: int = 2000, s
     Returns:
         :class:`Interval` (NaN bounds with fewer than 2 values).
     """
-    v = _finite_1d(values, "values")
+    v = _finite_1d(values)
     n = v.size
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), level, "no task", n=0)
@@ -639,7 +642,7 @@ def location_interval(values: Any, *, level: float = 0.95, n_boot: int = 2000, s
     return Interval(est, float(b.low), float(b.high), level, f"BCa bootstrap over {n} tasks", se, n)
 
 
-def permutation_shift_interval(x: Any, y: Any, *, level: float = 0.95, n_resamples: int = 9999,
+def permutation_shift_interval(x: npt.ArrayLike, y: npt.ArrayLike, *, level: float = 0.95, n_resamples: int = 9999,
                                seed: int | None = 0) -> tuple[float, float]:
     """Interval for a shift ``mean(x) - mean(y)`` by inverting the two-sample permutation test.
 
@@ -663,7 +666,7 @@ def permutation_shift_interval(x: Any, y: Any, *, level: float = 0.95, n_resampl
     from math import comb
 
     _check_common(1, level)
-    a, b = _finite_1d(x, "x"), _finite_1d(y, "y")
+    a, b = _finite_1d(x), _finite_1d(y)
     if a.size == 0 or b.size == 0:
         return float("nan"), float("nan")
     alpha = (1.0 - level) / 2.0
@@ -707,7 +710,7 @@ def permutation_shift_interval(x: Any, y: Any, *, level: float = 0.95, n_resampl
     return bound("greater", est - 2 * span), bound("less", est + 2 * span)
 
 
-def hierarchical_bootstrap(table: Any, *, value: str = "value", n_boot: int = 2000, level: float = 0.95,
+def hierarchical_bootstrap(table: "pd.DataFrame", *, value: str = "value", n_boot: int = 2000, level: float = 0.95,
                            seed: int | None = 0) -> HierarchicalBootstrapResult:
     """Bootstrap of a grand mean over seeds and tasks (and examples), resampling seeds, then tasks.
 
@@ -835,3 +838,10 @@ def correlation_mde(n: int, *, level: float = 0.95, power: float = 0.8) -> float
         return float("inf")
     r = float(np.tanh((sps.norm.ppf((1.0 + level) / 2.0) + sps.norm.ppf(power)) / np.sqrt(n - 3)))
     return r if r < 1.0 else float("inf")
+
+
+__all__ += [
+    "MAX_EXACT_TASKS", "Interval", "HierarchicalBootstrapResult", "exact_sign_flip_interval", "sign_flip_test",
+    "sign_test", "bca_interval", "location_interval", "permutation_shift_interval", "hierarchical_bootstrap",
+    "minimal_detectable_effect", "correlation_mde",
+]

@@ -116,7 +116,8 @@ def cluster_ranking(sim: pd.DataFrame, comparison: str = PT, *, layers: list[int
 
 def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling: str = "last",
                       heldout_tasks: Sequence[str] = (), n_boot: int = 2000, seed: int = 0,
-                      halves: pd.DataFrame | None = None, n_power_sims: int = 20) -> list:
+                      halves: pd.DataFrame | None = None, n_power_sims: int = 20,
+                      exclude_tasks: Sequence[str] = ()) -> list:
     """The paper's findings on one similarity table: a thin wrapper over :func:`layerwise.findings.evaluate`.
 
     Args:
@@ -125,6 +126,7 @@ def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling
         n_boot: bootstrap replicates. seed: bootstrap seed.
         halves: split-half similarity table for F6 (see :class:`layerwise.findings.Context`).
         n_power_sims: simulated runs of the band findings' power check.
+        exclude_tasks: tasks left out of every verdict (controls that failed the gate).
 
     Returns:
         list of :class:`layerwise.findings.Finding`, in the paper's order.
@@ -135,7 +137,7 @@ def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling
     from .findings import evaluate  # the findings read this module's tables: imported at call time
 
     return evaluate(sim, measure=measure, pooling=pooling, heldout_tasks=heldout_tasks, halves=halves,
-                    n_boot=n_boot, seed=seed, n_power_sims=n_power_sims)
+                    n_boot=n_boot, seed=seed, n_power_sims=n_power_sims, exclude_tasks=exclude_tasks)
 
 
 def findings_table(findings: list) -> pd.DataFrame:

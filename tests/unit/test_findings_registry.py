@@ -131,3 +131,12 @@ def test_seed_column_widens_the_interval_with_seed_noise():
     assert one.n_seeds == 1 and many.n_seeds == 3 and many.estimate == pytest.approx(one.estimate, abs=1e-3)
     assert (many.high - many.low) > 3 * (one.high - one.low)
     assert "3 seeds" in many.interval and "seed noise is not in the interval" in one.interval
+
+
+def test_excluded_tasks_leave_every_verdict_and_are_named():
+    sim = _sim(8)
+    base = {f.id: f for f in evaluate(sim, n_boot=100, only=["F3", "F5"])}
+    out = {f.id: f for f in evaluate(sim, n_boot=100, only=["F3", "F5"], exclude_tasks=["task00", "task03", "nope"])}
+    assert out["F5"].n_tasks == base["F5"].n_tasks - 2 and out["F5"].detail.endswith("left out: task00, task03")
+    kept = sim[~sim["task"].isin(["task00", "task03"])]
+    assert out["F5"].estimate == pytest.approx(evaluate(kept, n_boot=100, only=["F5"])[0].estimate)

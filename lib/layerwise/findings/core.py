@@ -21,7 +21,7 @@ chapters (:mod:`layerwise.report_links`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -303,7 +303,8 @@ def finding(fid: str, *, paper_effect: float, source: str) -> Callable[[Callable
 def evaluate(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling: str = "last",
              heldout_tasks: Sequence[str] = (), halves: pd.DataFrame | None = None, n_boot: int = 2000,
              seed: int = 0, level: float = 0.95, effects: dict[str, float] | None = None,
-             only: Sequence[str] | None = None, n_power_sims: int = 20) -> list[Finding]:
+             only: Sequence[str] | None = None, n_power_sims: int = 20,
+             exclude_tasks: Sequence[str] = ()) -> list[Finding]:
     """Every registered finding evaluated on one similarity table, in the paper's order.
 
     Args:
@@ -314,6 +315,8 @@ def evaluate(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling: str = "
         effects: finding id -> the paper's effect, overriding the registered ones.
         only: ids to evaluate (default: all registered).
         n_power_sims: simulated runs of the band findings' power check (0 = none: underpowered).
+        exclude_tasks: tasks left out of every verdict (e.g. those whose control failed the
+            "learned its task" gate); each finding's detail names them.
 
     Returns:
         list of :class:`Finding` (findings whose inputs are absent are left out).
@@ -323,6 +326,11 @@ def evaluate(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling: str = "
             id in ``only``.
     """
     select(sim, measure=measure, pooling=pooling, comparisons=[PT, SFT])  # fail early, with the message
+    excluded = sorted(set(exclude_tasks) & set(sim["task"]))
+    if excluded:
+        sim = sim[~sim["task"].isin(excluded)]
+        halves = None if halves is None else halves[~halves["task"].isin(excluded)]
+        heldout_tasks = [t for t in heldout_tasks if t not in excluded]
     ids = list(REGISTRY) if only is None else list(only)
     unknown = [i for i in ids if i not in REGISTRY]
     if unknown:
@@ -334,6 +342,8 @@ def evaluate(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling: str = "
     for i in ids:
         f = REGISTRY[i].fn(ctx)
         if f is not None:
+            if excluded:
+                f = replace(f, detail=f"{f.detail}; left out: {', '.join(excluded)}")
             out.append(f)
     return out
 

@@ -47,6 +47,8 @@ __all__: list[str] = []
 
 #: Fewest held-out tasks for an RQ3 verdict (fewer: "inconclusive (underpowered)").
 MIN_HELDOUT_TASKS = 4
+#: Fewest layers for a band verdict: two layers per band, so a transition band is not a single step.
+MIN_BAND_LAYERS = 6
 #: Power at which the minimal detectable effect is computed.
 POWER = 0.8
 
@@ -276,7 +278,7 @@ def _bands(ctx: Context, experimental: str, tasks: list[str]):
     paper-shaped ΔCKA curve (:func:`paper_shaped_delta`, rise = the paper's effect) plus this
     run's per-task deviations from its median curve, resampled by task (so the noise is the
     run's own). The fraction of tables where the rule finds an identifiable transition is the
-    power. The MDE is the rise the rule would find with 80 % probability at the run's bootstrap
+    power. With fewer than :data:`MIN_BAND_LAYERS` layers the power is 0 by design. The MDE is the rise the rule would find with 80 % probability at the run's bootstrap
     noise of the rise: ``(min_rise_z + z_0.8) * rise_se``.
     """
     sub = ctx.sim_seed_mean
@@ -287,7 +289,9 @@ def _bands(ctx: Context, experimental: str, tasks: list[str]):
     exp, ref = ctx.matrix(experimental, sim=sub).loc[list(b.tasks)], ctx.pt.loc[list(b.tasks)]
     D = (exp - ref).to_numpy()
     T, L = D.shape
-    if T < 2 or L < 3 or ctx.n_power_sims < 1:
+    if L < MIN_BAND_LAYERS:
+        return b, float("inf"), 0.0
+    if T < 2 or ctx.n_power_sims < 1:
         return b, mde, 0.0
     resid = D - np.median(D, axis=0)
     rng = np.random.default_rng(ctx.seed)
@@ -303,6 +307,9 @@ def _bands(ctx: Context, experimental: str, tasks: list[str]):
 
 
 def _band_power_text(mde: float, power: float, ctx: Context, fid: str) -> str:
+    if ctx.n_layers < MIN_BAND_LAYERS:
+        return (f"with {ctx.n_layers} layers (fewer than {MIN_BAND_LAYERS}) the three bands cannot have two layers each, "
+                "so the run cannot tell a transition band from a step")
     m = "∞" if not np.isfinite(mde) else f"{mde:.3f}"
     return (f"at this noise the rule finds a rise of {m} with {POWER:.0%} probability, and finds a paper-shaped "
             f"transition of the paper's size ({abs(ctx.effects[fid]):.3f}) in {power:.0%} of {ctx.n_power_sims} simulated runs")

@@ -61,6 +61,30 @@ comparison_lines(overview, comparisons=[c for c in (vocab.PT, vocab.SFT, vocab.H
 markdown(findings_markdown(findings, robust))
 
 # %% [markdown]
+# ## What this run does differently from the paper
+#
+# Each setting of the paper beside this run's, computed from the run spec: the model and its
+# precision, the prompt format, the amount of training of the SFT and control adapters, the
+# sizes, the seeds and the tasks held out for RQ3.
+
+# %% tags=["remove-input"]
+from layerwise.findings import deviations_table, power_table
+
+deviations_table(run.spec)
+
+# %% [markdown]
+# ## What this run can detect
+#
+# For each finding: its statistic, the number of tasks behind it, the minimal detectable effect
+# (MDE: the effect found with 80 % probability by a two-sided test at the 5 % level, at this
+# run's size and noise) and the effect the paper's figures show. Where the MDE exceeds the
+# paper's effect the verdict is *inconclusive (underpowered)*: the run could not have seen the
+# effect, so its absence says nothing.
+
+# %% tags=["remove-input"]
+power_table(findings)
+
+# %% [markdown]
 # ## Chapters
 #
 # - **The task suite** - tasks, clusters, provenance and example prompts.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from layerwise import stats
@@ -117,3 +118,113 @@ def test_shuffle_rows_is_pure_permutation(related):
     S = stats.shuffle_rows(X, seed=2)
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(np.sort(S, axis=0), np.sort(X, axis=0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Small-sample inference, hierarchical bootstrap, minimal detectable effect
+# ------------------------------------------------------------------------------------------------
+
+
+def test_exact_sign_flip_interval_inverts_the_exact_sign_flip_test():
+    x = np.random.default_rng(4).normal(0.4, 1.0, 8)
+    lo, hi = stats.exact_sign_flip_interval(x, 0.95)
+    assert lo < x.mean() < hi
+    # just outside a bound the exact two-sided test rejects at 5 %, just inside it does not
+    eps = 1e-6
+    assert stats.sign_flip_test(x - (lo - eps)) <= 0.05 < stats.sign_flip_test(x - (lo + eps))
+    assert stats.sign_flip_test(x - (hi + eps)) <= 0.05 < stats.sign_flip_test(x - (hi - eps))
+    # with 5 tasks no sign pattern is rarer than 1/32 > 2.5 %: no finite 95 % interval
+    assert stats.exact_sign_flip_interval(x[:5]) == (-np.inf, np.inf)
+    assert stats.exact_sign_flip_interval(x[:6]) == pytest.approx((x[:6].min(), x[:6].max()))
+    with pytest.raises(ValueError, match="n = 21"):
+        stats.exact_sign_flip_interval(np.zeros(21))
+
+
+def test_exact_sign_flip_interval_covers_at_the_nominal_rate():
+    rng = np.random.default_rng(5)
+    hits = [lo <= 0.3 <= hi for lo, hi in (stats.exact_sign_flip_interval(rng.standard_t(3, 9) + 0.3) for _ in range(400))]
+    assert 0.92 <= np.mean(hits) <= 0.99  # exact: coverage 1 - 2*12/512 = 0.953
+
+
+def test_sign_test_and_location_interval_switch_to_bca():
+    k, n, p = stats.sign_test([1.0, 2.0, -1.0, 3.0, 0.0], alternative="greater")
+    assert (k, n) == (3, 4) and p == pytest.approx(5 / 16)
+    small = stats.location_interval(np.arange(10.0))
+    assert "exact sign-flip" in small.method and small.n == 10 and small.se == pytest.approx(np.arange(10.0).std(ddof=1) / np.sqrt(10))
+    big = stats.location_interval(np.random.default_rng(0).normal(size=30), n_boot=500)
+    assert "BCa" in big.method and big.low < big.estimate < big.high
+    assert np.isnan(stats.location_interval([1.0]).low)
+    b = stats.bca_interval((np.random.default_rng(1).normal(size=20),), lambda v, axis: np.mean(v, axis=axis), n_boot=500)
+    assert b.low < b.estimate < b.high and b.samples.shape == (500,)
+
+
+def test_permutation_shift_interval():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(1.0, 0.3, 5), rng.normal(0.0, 0.3, 5)
+    lo, hi = stats.permutation_shift_interval(x, y)
+    assert lo < x.mean() - y.mean() < hi and lo > 0
+    from scipy import stats as sps
+
+    def p(delta):  # scipy's exact one-sided permutation test of the shifted samples
+        return sps.permutation_test((x - delta, y), lambda u, v, axis: u.mean(axis=axis) - v.mean(axis=axis),
+                                    permutation_type="independent", alternative="greater", vectorized=True).pvalue
+
+    assert p(lo - 1e-6) <= 0.025 < p(lo + 1e-6)
+    assert stats.permutation_shift_interval(x[:1], y[:3]) == (-np.inf, np.inf)  # 4 splits: p >= 1/4
+    hits = [lo <= 0.5 <= hi for lo, hi in (stats.permutation_shift_interval(rng.normal(0.5, 1, 5), rng.normal(0, 1, 6))
+                                            for _ in range(200))]
+    assert np.mean(hits) >= 0.92
+
+
+def _seed_task_table(rng, n_seeds, n_tasks, seed_sd, task_sd, noise_sd, mu=0.1):
+    s = rng.normal(0, seed_sd, n_seeds)[:, None]
+    t = rng.normal(0, task_sd, n_tasks)[None, :]
+    v = mu + s + t + rng.normal(0, noise_sd, (n_seeds, n_tasks))
+    return pd.DataFrame({"seed": np.repeat(np.arange(n_seeds), n_tasks), "task": np.tile([f"t{i}" for i in range(n_tasks)], n_seeds),
+                         "value": v.ravel()})
+
+
+def test_hierarchical_bootstrap_covers_seed_noise_that_a_task_bootstrap_misses():
+    rng = np.random.default_rng(7)
+    hier, task_only = [], []
+    for _ in range(150):
+        df = _seed_task_table(rng, 10, 12, seed_sd=0.3, task_sd=0.1, noise_sd=0.02)
+        h = stats.hierarchical_bootstrap(df, n_boot=400, seed=None)
+        hier.append(h.low <= 0.1 <= h.high)
+        per_task = df.groupby("task")["value"].mean().to_numpy()  # what an interval over tasks alone sees
+        t = stats.bootstrap_tasks(per_task, n_boot=400, seed=None)
+        task_only.append(t.low <= 0.1 <= t.high)
+    assert np.mean(hier) >= 0.85, np.mean(hier)
+    assert np.mean(task_only) <= 0.5, np.mean(task_only)
+    assert h.includes_seed_noise and h.levels == ("seed", "task") and (h.n_seeds, h.n_tasks) == (10, 12)
+
+
+def test_hierarchical_bootstrap_with_one_seed_and_with_examples():
+    rng = np.random.default_rng(8)
+    one = _seed_task_table(rng, 1, 9, 0.3, 0.1, 0.02).drop(columns="seed")
+    r = stats.hierarchical_bootstrap(one, n_boot=300)
+    assert not r.includes_seed_noise and r.levels == ("task",) and r.estimate == pytest.approx(one["value"].mean())
+    t = stats.bootstrap_tasks(one["value"].to_numpy(), n_boot=300)
+    assert r.se == pytest.approx(t.se, rel=0.25)  # one seed: the task bootstrap
+    ex = pd.DataFrame({"task": np.repeat(["a", "b", "c"], [4, 6, 5]), "example": np.arange(15),
+                       "value": rng.normal(size=15)})
+    e = stats.hierarchical_bootstrap(ex, n_boot=300)
+    assert e.levels == ("task", "example")
+    assert e.estimate == pytest.approx(ex.groupby("task")["value"].mean().mean())
+    # resampling examples within tasks adds their noise: wider than the task-only interval
+    tonly = stats.hierarchical_bootstrap(ex.groupby("task", as_index=False)["value"].mean(), n_boot=300)
+    assert e.se > tonly.se
+    with pytest.raises(ValueError, match="columns 'task' and 'value'"):
+        stats.hierarchical_bootstrap(ex.drop(columns="task"))
+
+
+def test_minimal_detectable_effect():
+    from scipy import stats as sps
+
+    assert stats.minimal_detectable_effect(0.1, 8) == pytest.approx((sps.t(8).ppf(0.975) + sps.t(8).ppf(0.8)) * 0.1)
+    assert stats.minimal_detectable_effect(0.1) == pytest.approx(2.8016 * 0.1, rel=1e-3)
+    assert np.isinf(stats.minimal_detectable_effect(np.nan, 8)) and np.isinf(stats.minimal_detectable_effect(0.1, 0))
+    assert stats.correlation_mde(12) == pytest.approx(np.tanh(2.8016 / 3), rel=1e-3)
+    assert np.isinf(stats.correlation_mde(3))
+    with pytest.raises(ValueError, match="power"):
+        stats.minimal_detectable_effect(0.1, 5, power=1.0)

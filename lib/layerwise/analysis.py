@@ -3,8 +3,7 @@
 Every function takes the tidy table of :meth:`layerwise.pipeline.Run.similarity` (columns
 ``task, cluster, layer, comparison, measure, pooling, value``) and returns plain DataFrames; the
 notebooks only display them. The paper's findings and their verdicts live in
-:mod:`layerwise.findings` (one registered function per finding); :func:`evaluate_findings` and
-:func:`findings_table` here are thin wrappers kept for the pipeline and the notebooks.
+:mod:`layerwise.findings` (one registered function per finding), which builds on this module.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ __all__ = [
     "cluster_layer_means",
     "delta_by_cluster",
     "cluster_ranking",
-    "evaluate_findings",
-    "findings_table",
 ]
 
 #: The paper's reading of its Fig. 3 under PT: clusters whose tasks pre-training
@@ -112,44 +109,3 @@ def cluster_ranking(sim: pd.DataFrame, comparison: str = PT, *, layers: list[int
     group = {c: k for k, cs in PAPER_CLUSTER_GROUPS.items() for c in cs}
     out["paper_group"] = out["cluster"].map(group).fillna("-")
     return out
-
-
-def evaluate_findings(sim: pd.DataFrame, *, measure: str = "linear_cka", pooling: str = "last",
-                      heldout_tasks: Sequence[str] = (), n_boot: int = 2000, seed: int = 0,
-                      halves: pd.DataFrame | None = None, n_power_sims: int = 20,
-                      exclude_tasks: Sequence[str] = ()) -> list:
-    """The paper's findings on one similarity table: a thin wrapper over :func:`layerwise.findings.evaluate`.
-
-    Args:
-        sim: tidy similarity table. measure, pooling: which values to read.
-        heldout_tasks: tasks the held-out SFT model never saw (RQ3).
-        n_boot: bootstrap replicates. seed: bootstrap seed.
-        halves: split-half similarity table for F6 (see :class:`layerwise.findings.Context`).
-        n_power_sims: simulated runs of the band findings' power check.
-        exclude_tasks: tasks left out of every verdict (controls that failed the gate).
-
-    Returns:
-        list of :class:`layerwise.findings.Finding`, in the paper's order.
-
-    Raises:
-        ValueError: the table lacks the measure, pooling or the PT/SFT comparisons.
-    """
-    from .findings import evaluate  # the findings read this module's tables: imported at call time
-
-    return evaluate(sim, measure=measure, pooling=pooling, heldout_tasks=heldout_tasks, halves=halves,
-                    n_boot=n_boot, seed=seed, n_power_sims=n_power_sims, exclude_tasks=exclude_tasks)
-
-
-def findings_table(findings: list) -> pd.DataFrame:
-    """Findings as a DataFrame (one row each), with the ``chapter`` column the findings page reads.
-
-    The chapter comes from the report layer (:data:`layerwise.report_links.FINDING_CHAPTERS`);
-    :func:`layerwise.findings.findings_table` is the same table without it.
-    """
-    from .findings import findings_table as table
-    from .report_links import FINDING_CHAPTERS
-
-    df = table(findings)
-    if not df.empty:
-        df["chapter"] = df["id"].map(FINDING_CHAPTERS).fillna("")
-    return df

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from .analysis import evaluate_findings, findings_table
+from .findings import evaluate as evaluate_findings, findings_table
 from .cache import atomic_write_json
 from .models import resolve_model
 from .similarity import GramCache
@@ -301,7 +301,7 @@ class Run:
         return out
 
     def findings(self, *, measure: str = "linear_cka", pooling: str = "last", n_boot: int = 2000) -> pd.DataFrame:
-        """The paper's findings with this run's verdicts (see :func:`layerwise.analysis.evaluate_findings`)."""
+        """The paper's findings with this run's verdicts (see :func:`layerwise.findings.evaluate`)."""
         return self._findings(self.similarity(), measure=measure, pooling=pooling, n_boot=n_boot)
 
     def _findings(self, similarity: pd.DataFrame, *, measure: str, pooling: str, n_boot: int) -> pd.DataFrame:

@@ -15,7 +15,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from .charts import setup_altair
+from .findings.core import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, UNDERPOWERED
 from .pipeline import Run
+from .report_links import chapter_of, mark
 
 __all__ = ["QUIET_PACKAGES", "quiet_third_party_warnings", "open_run", "spec_table", "markdown", "md_table", "fmt",
            "run_summary_markdown", "findings_markdown", "finding_sentence"]
@@ -92,7 +94,16 @@ def markdown(text: str) -> None:
     display(Markdown(text))
 
 
-_MARK = {"holds": "✔ holds", "does not hold": "✘ does not hold", "inconclusive": "? inconclusive"}
+
+
+def interval_text(low: float, high: float) -> str:
+    """An interval as the book prints it: ``[-0.120, +0.031]``; ``–`` when not computed; and "no interval
+    at this size" when a bound is infinite (an exact interval needs more tasks than the run has)."""
+    if pd.isna(low) or pd.isna(high):
+        return "–"
+    if math.isinf(low) or math.isinf(high):
+        return "no interval at this size"
+    return f"[{low:+.3f}, {high:+.3f}]"
 
 
 def _num(x: float | None) -> str:
@@ -126,28 +137,29 @@ def findings_markdown(findings: pd.DataFrame, robust: dict[str, pd.DataFrame] | 
     """
     robust = robust or {}
     counts = findings["verdict"].value_counts()
-    head = (f"Of {len(findings)} findings, **{int(counts.get('holds', 0))} hold**, "
-            f"**{int(counts.get('does not hold', 0))} do not hold** and "
-            f"**{int(counts.get('inconclusive', 0))} are inconclusive** in this run (linear CKA, last prompt token).")
+    head = (f"Of {len(findings)} findings, **{int(counts.get(HOLDS, 0))} hold**, "
+            f"**{int(counts.get(DOES_NOT_HOLD, 0))} do not hold**, "
+            f"**{int(counts.get(INCONCLUSIVE, 0))} are inconclusive** and "
+            f"**{int(counts.get(UNDERPOWERED, 0))} are inconclusive because this run is too small to tell** "
+            "(linear CKA, last prompt token).")
     cols = ["finding", "verdict"] + list(robust) + ["estimate", "95% CI"]
     lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, f in findings.iterrows():
-        others = [_MARK[r.set_index("id").loc[f["id"], "verdict"]] if f["id"] in set(r["id"]) else "–" for r in robust.values()]
-        ci = "–" if (pd.isna(f["low"]) or pd.isna(f["high"])) else f"[{f['low']:+.3f}, {f['high']:+.3f}]"
-        lines.append(f"| {{ref}}`{f['id']} <{f['id'].lower()}>` | {_MARK[f['verdict']]} | " + " | ".join(others)
-                     + f" | {_num(f['estimate'])} | {ci} |")
+        others = [mark(r.set_index("id").loc[f["id"], "verdict"]) if f["id"] in set(r["id"]) else "–" for r in robust.values()]
+        lines.append(f"| {{ref}}`{f['id']} <{f['id'].lower()}>` | {mark(f['verdict'])} | " + " | ".join(others)
+                     + f" | {_num(f['estimate'])} | {interval_text(f['low'], f['high'])} |")
     body = []
     for _, f in findings.iterrows():
         body += [
             "",
             f"({f['id'].lower()})=",
-            f"### {f['id']}: {_MARK[f['verdict']]}",
+            f"### {f['id']}: {mark(f['verdict'])}",
             "",
             f"**Paper:** {f['claim']}",
             "",
             f"**Test:** {f['test']}",
             "",
-            f"**This run:** {f['detail']}. See [the chapter]({f['chapter']}.ipynb).",
+            f"**This run:** {f['detail']}. See [the chapter]({chapter_of(f['id'])}.ipynb).",
         ]
     return "\n".join(lines + body)
 
@@ -155,4 +167,4 @@ def findings_markdown(findings: pd.DataFrame, robust: dict[str, pd.DataFrame] | 
 def finding_sentence(findings: pd.DataFrame, fid: str) -> str:
     """One generated sentence stating a finding's verdict and numbers (for chapters)."""
     f = findings.set_index("id").loc[fid]
-    return f"**{fid}** ({f['claim']}) - {_MARK[f['verdict']]} in this run: {f['detail']}."
+    return f"**{fid}** ({f['claim']}) - {mark(f['verdict'])} in this run: {f['detail']}."

@@ -2,7 +2,8 @@
 alone, in a fresh interpreter.
 
 The graph is built with ``ast`` from every ``import`` in ``lib/layerwise`` (function-level ones too:
-a lazy import hides a cycle, it does not remove it). Importing ``a.b.c`` also runs the package
+a lazy import hides a cycle, it does not remove it), except those under ``if TYPE_CHECKING:``,
+which never run. Importing ``a.b.c`` also runs the package
 ``a.b``'s ``__init__``, so that edge is in the graph as well (except for a module of ``a.b`` itself:
 its package is already being imported when it runs).
 """
@@ -58,7 +59,12 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         edges: set[str] = set()
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+                       for stmt in block.body for n in ast.walk(stmt)}
         for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 edges |= _targets(node, name, path.name == "__init__.py", modules)
         graph[name] = edges - {name}

@@ -58,14 +58,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from layerwise.similarity import (
-    _center_columns,
-    _center_gram_inplace,
-    _is_torch,
-    _n_components,
-    _report_dropped,
-    as_float64,
-)
+from layerwise.similarity.arrays import as_float64
+from layerwise.similarity.arrays import center_columns as _center_columns
+from layerwise.similarity.arrays import is_torch as _is_torch
+from layerwise.similarity.arrays import report_dropped as _report_dropped
+from layerwise.similarity.cca import n_components as _n_components
+from layerwise.similarity.grams import center_gram_inplace as _center_gram_inplace
 
 __all__ = [
     "eigenvalues",

@@ -38,7 +38,6 @@ class NonFiniteRowsWarning(UserWarning):
     """Rows containing NaN or inf were dropped (jointly from both representations)."""
 
 
-
 @dataclass(frozen=True)
 class RowFilter:
     """Which examples a comparison used after dropping non-finite rows jointly.
@@ -59,7 +58,6 @@ class RowFilter:
         return self.n_total - self.n_used
 
 
-
 def inner(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     """Frobenius inner product ``sum(a * b)`` of two equal-shape float64 arrays.
 
@@ -67,7 +65,6 @@ def inner(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     call, whose threading overhead does not pay off for one pass over the data).
     """
     return float(np.einsum("ij,ij->", a, b)) if a.ndim == 2 else float(np.einsum("i,i->", a.ravel(), b.ravel()))
-
 
 
 def inner64(a: NDArray[np.floating], b: NDArray[np.floating] | None = None, block: int = 65536) -> float:
@@ -95,11 +92,9 @@ def inner64(a: NDArray[np.floating], b: NDArray[np.floating] | None = None, bloc
     return total
 
 
-
 def is_torch(x: object) -> bool:
     """True if ``x`` is a torch tensor (checked by module name, without importing torch)."""
     return type(x).__module__.split(".")[0] == "torch"
-
 
 
 def as_float64(X: ArrayLike, name: str = "X", *, ndim: int = 2) -> NDArray[np.float64]:
@@ -130,7 +125,6 @@ def as_float64(X: ArrayLike, name: str = "X", *, ndim: int = 2) -> NDArray[np.fl
     return arr
 
 
-
 def finite_rows(*arrays: ArrayLike) -> NDArray[np.bool_]:
     """Boolean mask of rows (axis -2 for feature matrices) that are finite in *all* arrays.
 
@@ -148,7 +142,6 @@ def finite_rows(*arrays: ArrayLike) -> NDArray[np.bool_]:
     return mask
 
 
-
 def report_dropped(mask: NDArray[np.bool_], what: str, stacklevel: int = 3) -> RowFilter:
     """:class:`RowFilter` of a keep-mask ``(n,)``; warns (:class:`NonFiniteRowsWarning`) if rows were dropped."""
     dropped = tuple(int(i) for i in np.flatnonzero(~mask))
@@ -164,7 +157,6 @@ def report_dropped(mask: NDArray[np.bool_], what: str, stacklevel: int = 3) -> R
     return rf
 
 
-
 def check_pair(X: NDArray[np.floating], Y: NDArray[np.floating], min_rows: int, what: str) -> None:
     """Raise ``ValueError`` unless X and Y have the same number of rows (axis -2), at least ``min_rows``."""
     if X.shape[-2] != Y.shape[-2]:
@@ -174,7 +166,6 @@ def check_pair(X: NDArray[np.floating], Y: NDArray[np.floating], min_rows: int, 
         )
     if X.shape[-2] < min_rows:
         raise ValueError(f"{what} needs at least {min_rows} rows (examples), got {X.shape[-2]}")
-
 
 
 def drop_nonfinite_rows(
@@ -205,7 +196,6 @@ def drop_nonfinite_rows(
     return X, Y, rf
 
 
-
 def center_columns(X: NDArray[np.float64], name: str) -> NDArray[np.float64]:
     """Subtract column means in float64, in place on a private copy. Snaps constants to 0."""
     if not X.size:
@@ -218,14 +208,12 @@ def center_columns(X: NDArray[np.float64], name: str) -> NDArray[np.float64]:
     return X
 
 
-
 def constant_error(name: str) -> ValueError:
     """The ``ValueError`` for a representation with zero variance (for the caller to raise)."""
     return ValueError(
         f"{name} has zero variance after centring (all features constant over the examples, or "
         f"a zero Gram matrix): CKA and the other measures are 0/0 and undefined"
     )
-
 
 
 def features_centred(
@@ -245,7 +233,6 @@ def features_centred(
     if not Yc.any():
         raise constant_error("Y")
     return Xc, Yc
-
 
 
 def check_nonzero(K: NDArray[np.float64], name: str) -> None:

@@ -28,7 +28,6 @@ def n_components(w: NDArray[np.float64], variance: float, name: str) -> int:
     return max(1, min(k, rank))
 
 
-
 def _subspace_from_gram(K: NDArray[np.float64], variance: float, name: str) -> NDArray[np.float64]:
     """Orthonormal ``(n, k)`` basis of the top-variance left singular vectors of centred X."""
     w, V = np.linalg.eigh(K)
@@ -36,11 +35,9 @@ def _subspace_from_gram(K: NDArray[np.float64], variance: float, name: str) -> N
     return V[:, : n_components(w, variance, name)]
 
 
-
 def _subspace_from_features(Xc: NDArray[np.float64], variance: float, name: str) -> NDArray[np.float64]:
     U, s, _ = np.linalg.svd(Xc, full_matrices=False)
     return U[:, : n_components(s**2, variance, name)]
-
 
 
 def _subspace(Xc: NDArray[np.float64], variance: float, name: str) -> NDArray[np.float64]:
@@ -49,12 +46,10 @@ def _subspace(Xc: NDArray[np.float64], variance: float, name: str) -> NDArray[np
     return _subspace_from_gram(Xc @ Xc.T, variance, name)
 
 
-
 def _canonical_correlations(Qx: NDArray[np.float64], Qy: NDArray[np.float64]) -> NDArray[np.float64]:
     """Canonical correlations of two orthonormal bases (Bjorck & Golub 1973): singular values."""
     rho = np.linalg.svd(Qx.T @ Qy, compute_uv=False)
     return np.clip(rho[: min(Qx.shape[1], Qy.shape[1])], 0.0, 1.0)
-
 
 
 def svcca_from_grams(Kx: ArrayLike, Ky: ArrayLike, *, variance: float = 0.99) -> float:
@@ -63,7 +58,6 @@ def svcca_from_grams(Kx: ArrayLike, Ky: ArrayLike, *, variance: float = 0.99) ->
     Qx = _subspace_from_gram(Kx, variance, "X")
     Qy = _subspace_from_gram(Ky, variance, "Y")
     return float(_canonical_correlations(Qx, Qy).mean())
-
 
 
 def svcca(X: ArrayLike, Y: ArrayLike, *, variance: float = 0.99) -> float:
@@ -82,7 +76,6 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, variance: float = 0.99) -> float:
     """
     Xc, Yc = features_centred(X, Y, 2, "svcca")
     return float(_canonical_correlations(_subspace(Xc, variance, "X"), _subspace(Yc, variance, "Y")).mean())
-
 
 
 def pwcca(X: ArrayLike, Y: ArrayLike, *, variance: float = 0.99) -> float:

@@ -47,7 +47,6 @@ def hsic(Kx: ArrayLike, Ky: ArrayLike, *, debiased: bool = False) -> float:
     return float(inner(Kx, Ky) / (n - 1) ** 2)
 
 
-
 def _cka_centred(Kx: NDArray[np.float64], Ky: NDArray[np.float64], debiased: bool, what: str) -> float:
     """CKA from already-centred, already-aligned float64 Grams."""
     sx, sy = float(inner(Kx, Kx)), float(inner(Ky, Ky))
@@ -67,7 +66,6 @@ def _cka_centred(Kx: NDArray[np.float64], Ky: NDArray[np.float64], debiased: boo
         float(inner(Ux, Uy)), float(inner(Ux, Ux)), float(inner(Uy, Uy)), what,
         scale_x=sx, scale_y=sy,
     )
-
 
 
 def _ratio(
@@ -103,7 +101,6 @@ def _ratio(
     return float(xy / math.sqrt(xx * yy))
 
 
-
 def cka_from_grams(Kx: ArrayLike, Ky: ArrayLike, *, debiased: bool = False) -> float:
     """CKA from two Gram (kernel) matrices of the same n examples.
 
@@ -130,7 +127,6 @@ def cka_from_grams(Kx: ArrayLike, Ky: ArrayLike, *, debiased: bool = False) -> f
     return _cka_centred(Kx, Ky, debiased, "cka_from_grams")
 
 
-
 def _use_feature_route(n: int, d1: int, d2: int) -> bool:
     """True if ``X^T Y`` (d1 x d2) is cheaper than the two n x n Grams.
 
@@ -140,7 +136,6 @@ def _use_feature_route(n: int, d1: int, d2: int) -> bool:
     return 2 * (d1 * d2 + d1 * d1 + d2 * d2) < n * (d1 + d2)
 
 
-
 def _debiased_dot(xty: float, sx: NDArray[np.float64], sy: NDArray[np.float64], nx: float, ny: float, n: int) -> float:
     """Unbiased HSIC numerator (times n(n-3)) in feature space (Kornblith et al. 2019, App. / code).
 
@@ -148,7 +143,6 @@ def _debiased_dot(xty: float, sx: NDArray[np.float64], sy: NDArray[np.float64], 
     ``nx, ny`` = their sums.
     """
     return xty - n / (n - 2.0) * float(sx @ sy) + nx * ny / ((n - 1.0) * (n - 2.0))
-
 
 
 def _linear_cka_features(Xc: NDArray[np.float64], Yc: NDArray[np.float64], debiased: bool) -> float:
@@ -174,7 +168,6 @@ def _linear_cka_features(Xc: NDArray[np.float64], Yc: NDArray[np.float64], debia
         scale_x=xx,
         scale_y=yy,
     )
-
 
 
 def linear_cka(X: ArrayLike, Y: ArrayLike, *, debiased: bool = False, route: str = "auto") -> float:
@@ -217,11 +210,9 @@ def linear_cka(X: ArrayLike, Y: ArrayLike, *, debiased: bool = False, route: str
     return _cka_centred(Kx, Ky, debiased, "linear_cka")
 
 
-
 def debiased_cka(X: ArrayLike, Y: ArrayLike) -> float:
     """Linear CKA with the unbiased HSIC estimator: ``linear_cka(X, Y, debiased=True)``."""
     return linear_cka(X, Y, debiased=True)
-
 
 
 def _rbf_from_gram(K: NDArray[np.float64], sigma: float, name: str) -> NDArray[np.float64]:
@@ -243,14 +234,12 @@ def _rbf_from_gram(K: NDArray[np.float64], sigma: float, name: str) -> NDArray[n
     return np.exp(D * (-1.0 / (2.0 * sigma**2 * med)))
 
 
-
 def _rbf_cka_core(Kx: NDArray[np.float64], Ky: NDArray[np.float64], sigma: float, debiased: bool) -> float:
     check_nonzero(Kx, "X")
     check_nonzero(Ky, "Y")
     Rx = center_gram(_rbf_from_gram(Kx, sigma, "X"))
     Ry = center_gram(_rbf_from_gram(Ky, sigma, "Y"))
     return _cka_centred(Rx, Ry, debiased, "rbf_cka")
-
 
 
 def rbf_cka_from_grams(Kx: ArrayLike, Ky: ArrayLike, *, sigma: float = 1.0, debiased: bool = False) -> float:
@@ -260,7 +249,6 @@ def rbf_cka_from_grams(Kx: ArrayLike, Ky: ArrayLike, *, sigma: float = 1.0, debi
     """
     Kx, Ky, _ = prepare_grams(Kx, Ky, min_rows=4 if debiased else 2, what="rbf_cka")
     return _rbf_cka_core(Kx, Ky, sigma, debiased)
-
 
 
 def rbf_cka(X: ArrayLike, Y: ArrayLike, *, sigma: float = 1.0, debiased: bool = False) -> float:
@@ -285,7 +273,6 @@ def rbf_cka(X: ArrayLike, Y: ArrayLike, *, sigma: float = 1.0, debiased: bool = 
     return _rbf_cka_core(Kx, Ky, sigma, debiased)
 
 
-
 def minibatches(n: int, batch_size: int, seed: int | None) -> list[NDArray[np.intp]]:
     """Row indices of the minibatches of minibatch CKA (Nguyen, Raghu & Kornblith 2021).
 
@@ -302,7 +289,6 @@ def minibatches(n: int, batch_size: int, seed: int | None) -> list[NDArray[np.in
     if k == 0:
         return [perm]
     return [perm[i * batch_size : (i + 1) * batch_size] for i in range(k)]
-
 
 
 def _minibatch_core(Kx: NDArray[np.float64], Ky: NDArray[np.float64], batch_size: int, seed: int | None) -> float:
@@ -322,14 +308,12 @@ def _minibatch_core(Kx: NDArray[np.float64], Ky: NDArray[np.float64], batch_size
     return _ratio(xy, xx, yy, "minibatch_cka", scale_x=bx, scale_y=by)
 
 
-
 def minibatch_cka_from_grams(
     Kx: ArrayLike, Ky: ArrayLike, *, batch_size: int = 256, seed: int | None = 0
 ) -> float:
     """Minibatch CKA from centred linear Grams (the batch Grams are sub-blocks). See :func:`minibatch_cka`."""
     Kx, Ky, _ = prepare_grams(Kx, Ky, min_rows=4, what="minibatch_cka")
     return _minibatch_core(Kx, Ky, batch_size, seed)
-
 
 
 def minibatch_cka(X: ArrayLike, Y: ArrayLike, *, batch_size: int = 256, seed: int | None = 0) -> float:

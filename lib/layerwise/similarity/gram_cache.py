@@ -99,11 +99,11 @@ class GramCache:
 
     Precision: with ``storage_dtype="float32"`` (default) the stored Gram is the float32
     ``ssyrk`` product of the states with their columns shifted by approximate means
-    (entries within ~4e-7 of ``max|K|``, CKA within ~1e-9 of float64;
-    :mod:`layerwise.similarity.grams`, "Precision"), stored as computed and re-centred in float64 by
-    every reader; CKA is checked to 1e-6 against float64 by the tests. ``"float64"`` computes
-    with :func:`~layerwise.similarity.centered_grams` (all float64) for bit-exact reuse. Values returned by
-    :meth:`get` are float64 and double-centred. ``compare(measure="linear_cka")`` centres the
+    (entries within ~4e-7 of ``max|K|``, CKA within ~1e-9 of float64; see
+    :mod:`layerwise.similarity.grams`, "Precision"), stored as computed and re-centred in
+    float64 by every reader; CKA is checked to 1e-6 against float64 by the tests. ``"float64"``
+    computes with :func:`~layerwise.similarity.centered_grams` (all float64) for bit-exact
+    reuse. Values returned by :meth:`get` are float64 and double-centred. ``compare(measure="linear_cka")`` centres the
     stored Grams implicitly (row sums and inner products accumulated in float64 from the stored
     values), so it needs no float64 copy of them.
 

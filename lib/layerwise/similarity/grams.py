@@ -78,7 +78,6 @@ def _float32_input(X: ArrayLike) -> NDArray[np.float32] | None:
     return None
 
 
-
 def _column_shift(X32: NDArray[np.float32]) -> NDArray[np.float32]:
     """Approximate column means of ``(n, d)`` float32 ``X32`` as float32 ``(d,)``: ``1^T X / n``.
 
@@ -90,7 +89,6 @@ def _column_shift(X32: NDArray[np.float32]) -> NDArray[np.float32]:
     n = X32.shape[0]
     with np.errstate(over="ignore", invalid="ignore"):
         return np.ones(n, dtype=np.float32) @ X32 * np.float32(1.0 / n)
-
 
 
 def _gram_product_float32(
@@ -117,7 +115,7 @@ def _gram_product_float32(
     :func:`cka_from_grams`), which leaves float32 *product* rounding on centred data: entry
     errors up to ~4e-7 of ``max|K|`` and CKA within 4e-10 of the all-float64 route at
     n = 1000-5000, d = 1024-4096 with LLM-like anisotropic states (offsets and massive
-    activations up to 3e4); see the :mod:`layerwise.similarity.grams`, "Precision". A float32 Gram of
+    activations up to 3e4); see the module docstring, "Precision". A float32 Gram of
     *uncentred* states (no steps 1-2) is ~100x worse and drifts with n.
 
     Args:
@@ -144,7 +142,6 @@ def _gram_product_float32(
     return out
 
 
-
 def _double_centre_float64(K32: NDArray[np.floating], out: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """``H K H`` of a float32 (or float64) Gram, widened to float64 and centred in one pass.
 
@@ -164,7 +161,6 @@ def _double_centre_float64(K32: NDArray[np.floating], out: NDArray[np.float64] |
     return out
 
 
-
 def centered_gram(X: ArrayLike) -> NDArray[np.float64]:
     """Double-centred linear Gram matrix ``K = H X X^T H`` with ``H = I - 11^T / n``.
 
@@ -172,7 +168,7 @@ def centered_gram(X: ArrayLike) -> NDArray[np.float64]:
     ``H X X^T H`` and numerically better: hidden states carry large per-feature offsets, which
     centring the Gram afterwards would cancel catastrophically). All-float64 for any input dtype
     (:class:`GramCache` with float32 storage uses a float32 product instead, see the module
-    docstring of :mod:`layerwise.similarity.grams`, "Precision").
+    docstring, "Precision").
 
     Args:
         X: ``(n, d)`` array-like, any float dtype (NumPy or torch).
@@ -198,14 +194,12 @@ def centered_gram(X: ArrayLike) -> NDArray[np.float64]:
     return K
 
 
-
 def _finite_row_mask(X: NDArray[np.float64]) -> NDArray[np.bool_] | None:
     """None if every row of ``X`` is finite, else the boolean mask of finite rows."""
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(X.sum(axis=1)).all():  # cheap test; a finite row sum means a finite row
             return None
     return np.isfinite(X).all(axis=1)
-
 
 
 def centered_grams(A: ArrayLike) -> NDArray[np.float64]:
@@ -217,7 +211,6 @@ def centered_grams(A: ArrayLike) -> NDArray[np.float64]:
     for i in range(shape[0]):
         out[i] = centered_gram(A[i])
     return out
-
 
 
 def gram_products_float32(A: ArrayLike) -> NDArray[np.float32]:
@@ -264,7 +257,6 @@ def gram_products_float32(A: ArrayLike) -> NDArray[np.float32]:
     return out
 
 
-
 def recentre_float64(G: NDArray[np.floating]) -> NDArray[np.float64]:
     """Float64, double-centred copy of a stack of stored Grams ``(L, n, n)``.
 
@@ -284,7 +276,6 @@ def recentre_float64(G: NDArray[np.floating]) -> NDArray[np.float64]:
     return out
 
 
-
 def _centered_grams_float32(A: ArrayLike) -> NDArray[np.float64]:
     """:func:`centered_grams` with float32 products: ``(L, n, n)`` float64, double-centred.
 
@@ -292,7 +283,6 @@ def _centered_grams_float32(A: ArrayLike) -> NDArray[np.float64]:
     :func:`gram_products_float32` re-centred in float64 (:func:`recentre_float64`).
     """
     return recentre_float64(gram_products_float32(A))
-
 
 
 def center_gram(K: ArrayLike) -> NDArray[np.float64]:
@@ -307,13 +297,11 @@ def center_gram(K: ArrayLike) -> NDArray[np.float64]:
     return center_gram_inplace(as_float64(K, "K"))
 
 
-
 def center_gram_inplace(K: NDArray[np.float64]) -> NDArray[np.float64]:
     """``H K H`` of a float64 ``(n, n)`` Gram, written into ``K`` (which is returned)."""
     K -= K.mean(axis=0, keepdims=True)
     K -= K.mean(axis=1, keepdims=True)
     return K
-
 
 
 def unbiased_center_gram(K: ArrayLike) -> NDArray[np.float64]:
@@ -340,7 +328,6 @@ def unbiased_center_gram(K: ArrayLike) -> NDArray[np.float64]:
     K -= means[None, :]
     np.fill_diagonal(K, 0.0)
     return K
-
 
 
 def prepare_grams(
@@ -371,7 +358,6 @@ def prepare_grams(
     return center_gram_inplace(Kx), center_gram_inplace(Ky), rf
 
 
-
 def grams_from_features(
     X: ArrayLike, Y: ArrayLike, min_rows: int, what: str
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -381,7 +367,6 @@ def grams_from_features(
     Xc = center_columns(X, "X")
     Yc = center_columns(Y, "Y")
     return Xc @ Xc.T, Yc @ Yc.T
-
 
 
 def sq_distances(K: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -22,7 +22,6 @@ def _knn_mask(K: NDArray[np.float64], k: int) -> NDArray[np.bool_]:
     return M
 
 
-
 def _knn_core(Kx: NDArray[np.float64], Ky: NDArray[np.float64], k: int) -> float:
     n = Kx.shape[0]
     if not 1 <= k < n:
@@ -32,12 +31,10 @@ def _knn_core(Kx: NDArray[np.float64], Ky: NDArray[np.float64], k: int) -> float
     return float((_knn_mask(Kx, k) & _knn_mask(Ky, k)).sum() / (n * k))
 
 
-
 def mutual_knn_from_grams(Kx: ArrayLike, Ky: ArrayLike, *, k: int = 10) -> float:
     """Mutual k-NN alignment from centred linear Grams (cosine = ``K_ij / sqrt(K_ii K_jj)``)."""
     Kx, Ky, _ = prepare_grams(Kx, Ky, min_rows=2, what="mutual_knn")
     return _knn_core(Kx, Ky, k)
-
 
 
 def mutual_knn(X: ArrayLike, Y: ArrayLike, *, k: int = 10, center: bool = True) -> float:

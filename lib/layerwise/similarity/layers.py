@@ -32,7 +32,6 @@ def _layer_rows(
     return mask, RowFilter(int(mask.size), int(mask.sum()), tuple(int(i) for i in np.flatnonzero(~mask)))
 
 
-
 def cka_by_layer(
     A: ArrayLike,
     B: ArrayLike,
@@ -83,7 +82,6 @@ def cka_by_layer(
     return (out, rf) if return_info else out
 
 
-
 def similarity_by_layer_from_grams(
     GA: ArrayLike, GB: ArrayLike, *, measure: str | Measure = "linear_cka", **options: Any
 ) -> NDArray[np.float64]:
@@ -103,7 +101,6 @@ def similarity_by_layer_from_grams(
     if GA.shape != GB.shape:
         raise ValueError(f"GA and GB must have the same shape (n_layers, n, n), got {GA.shape} and {GB.shape}")
     return np.array([m.from_grams(GA[i], GB[i], **options) for i in range(GA.shape[0])])
-
 
 
 def cka_matrix(A: ArrayLike, B: ArrayLike, *, debiased: bool = False) -> NDArray[np.float64]:
@@ -142,7 +139,6 @@ def cka_matrix(A: ArrayLike, B: ArrayLike, *, debiased: bool = False) -> NDArray
         raise constant_error("a layer of A or B")
     with np.errstate(invalid="ignore"):
         return xy / np.sqrt(np.outer(xx, yy))
-
 
 
 def minibatch_cka_matrix(

@@ -20,7 +20,6 @@ def _sqrt_factor(K: NDArray[np.float64]) -> NDArray[np.float64]:
     return V[:, keep] * np.sqrt(w[keep])
 
 
-
 def _procrustes_core_grams(Kx: NDArray[np.float64], Ky: NDArray[np.float64]) -> float:
     tx, ty = float(np.trace(Kx)), float(np.trace(Ky))
     if not tx > 0:
@@ -31,12 +30,10 @@ def _procrustes_core_grams(Kx: NDArray[np.float64], Ky: NDArray[np.float64]) -> 
     return min(1.0, nuc / math.sqrt(tx * ty))
 
 
-
 def procrustes_similarity_from_grams(Kx: ArrayLike, Ky: ArrayLike) -> float:
     """Procrustes similarity from centred linear Grams (via ``F_x^T F_y`` with ``F F^T = K``)."""
     Kx, Ky, _ = prepare_grams(Kx, Ky, min_rows=2, what="procrustes")
     return _procrustes_core_grams(Kx, Ky)
-
 
 
 def procrustes_similarity(X: ArrayLike, Y: ArrayLike) -> float:
@@ -57,7 +54,6 @@ def procrustes_similarity(X: ArrayLike, Y: ArrayLike) -> float:
         nuc = float(np.linalg.svd(Xc.T @ Yc, compute_uv=False).sum())
         return min(1.0, nuc / (np.linalg.norm(Xc) * np.linalg.norm(Yc)))
     return _procrustes_core_grams(Xc @ Xc.T, Yc @ Yc.T)
-
 
 
 def procrustes_distance(X: ArrayLike, Y: ArrayLike) -> float:

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import rankdata
 
 from .arrays import check_nonzero, check_pair, drop_nonfinite_rows
 from .grams import grams_from_features, prepare_grams, sq_distances
@@ -14,8 +13,25 @@ from .grams import grams_from_features, prepare_grams, sq_distances
 __all__ = ["spearman", "rsa", "rsa_from_grams"]
 
 
+def _rankdata(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Average ranks (1-based, ties share their mean rank), as ``scipy.stats.rankdata``."""
+    order = np.argsort(a, kind="mergesort")
+    sa = a[order]
+    new = np.r_[True, sa[1:] != sa[:-1]]
+    group = np.cumsum(new) - 1
+    bounds = np.r_[np.flatnonzero(new), a.size]
+    avg = (bounds[:-1] + bounds[1:] + 1) / 2.0
+    ranks = np.empty(a.size, dtype=np.float64)
+    ranks[order] = avg[group]
+    return ranks
+
+
 def spearman(a: ArrayLike, b: ArrayLike) -> float:
     """Spearman rank correlation of two 1-D arrays (Pearson correlation of average ranks).
+
+    Generic (RSA's comparison of dissimilarities, and the cross-model agreement of cluster
+    rankings via :mod:`layerwise.stats`). Inputs are expected finite: NaN is ranked above every
+    number (each NaN its own rank), not dropped.
 
     Raises:
         ValueError: different lengths, fewer than 2 values, or a constant input.
@@ -24,7 +40,7 @@ def spearman(a: ArrayLike, b: ArrayLike) -> float:
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.size != b.size or a.size < 2:
         raise ValueError(f"spearman needs two arrays of equal length >= 2, got {a.size} and {b.size}")
-    ra, rb = rankdata(a), rankdata(b)  # average ranks; ties share their mean rank
+    ra, rb = _rankdata(a), _rankdata(b)
     ra -= ra.mean()
     rb -= rb.mean()
     den = math.sqrt(float(ra @ ra) * float(rb @ rb))
@@ -33,11 +49,9 @@ def spearman(a: ArrayLike, b: ArrayLike) -> float:
     return float(ra @ rb / den)
 
 
-
 def _rsa_core(Dx: NDArray[np.float64], Dy: NDArray[np.float64]) -> float:
     iu = np.triu_indices(Dx.shape[0], 1)
     return spearman(Dx[iu], Dy[iu])
-
 
 
 def rsa_from_grams(Kx: ArrayLike, Ky: ArrayLike) -> float:
@@ -46,7 +60,6 @@ def rsa_from_grams(Kx: ArrayLike, Ky: ArrayLike) -> float:
     check_nonzero(Kx, "X")
     check_nonzero(Ky, "Y")
     return _rsa_core(sq_distances(Kx), sq_distances(Ky))
-
 
 
 def rsa(X: ArrayLike, Y: ArrayLike, *, metric: str = "euclidean") -> float:

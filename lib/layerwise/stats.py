@@ -39,7 +39,7 @@ from layerwise.similarity.grams import center_gram_inplace as _center_gram_inpla
 from layerwise.similarity.grams import prepare_grams as _prepare_grams
 from layerwise.similarity.grams import unbiased_center_gram
 from layerwise.similarity.registry import get_measure
-from layerwise.similarity.rsa import spearman
+from layerwise.similarity.rdm import spearman
 
 __all__ = [
     "BootstrapResult",

@@ -31,7 +31,7 @@ Modules (one concern each; everything public is re-exported here):
 ``cca``             SVCCA and PWCCA
 ``procrustes``      orthogonal Procrustes similarity and distance
 ``knn``             mutual k-nearest-neighbour alignment
-``rsa``             RSA and the Spearman rank correlation
+``rdm``             RSA (dissimilarity matrices) and the Spearman rank correlation
 ``registry``        :class:`Measure` entries with their invariances, lookup by name
 ``layers``          every layer of a pair of models at once (curves and layer-by-layer matrices)
 ``gram_cache``      :class:`GramCache`, Grams per (model, task) computed once and kept on disk
@@ -81,7 +81,7 @@ from .knn import mutual_knn, mutual_knn_from_grams
 from .layers import cka_by_layer, cka_matrix, minibatch_cka_matrix, similarity_by_layer_from_grams
 from .procrustes import procrustes_distance, procrustes_similarity, procrustes_similarity_from_grams
 from .registry import INVARIANCES, MEASURES, Measure, get_measure, measure_names, similarity, similarity_from_grams
-from .rsa import rsa, rsa_from_grams, spearman
+from .rdm import rsa, rsa_from_grams, spearman
 
 __all__ = [
     "NonFiniteRowsWarning",

@@ -28,18 +28,7 @@ from typing import Any
 
 from numpy.typing import ArrayLike
 
-from .cca import pwcca, svcca, svcca_from_grams
-from .cka import (
-    cka_from_grams,
-    linear_cka,
-    minibatch_cka,
-    minibatch_cka_from_grams,
-    rbf_cka,
-    rbf_cka_from_grams,
-)
-from .knn import mutual_knn, mutual_knn_from_grams
-from .procrustes import procrustes_similarity, procrustes_similarity_from_grams
-from .rsa import rsa, rsa_from_grams
+from . import cca, cka, knn, procrustes, rdm
 
 __all__ = [
     "INVARIANCES",
@@ -154,44 +143,44 @@ def similarity_from_grams(name: str | Measure, Kx: ArrayLike, Ky: ArrayLike, **o
 
 
 _register(Measure(
-    "linear_cka", linear_cka, cka_from_grams,
+    "linear_cka", cka.linear_cka, cka.cka_from_grams,
     reference="Kornblith et al. 2019, Eq. (4) / Eq. (2)-(3) with linear kernel; biased HSIC",
 ))
 _register(Measure(
-    "debiased_cka", linear_cka, cka_from_grams, min_rows=4, options={"debiased": True},
+    "debiased_cka", cka.linear_cka, cka.cka_from_grams, min_rows=4, options={"debiased": True},
     reference="Kornblith et al. 2019 with the unbiased HSIC_1 of Song et al. 2007, Eq. (5)",
 ))
 _register(Measure(
-    "rbf_cka", rbf_cka, rbf_cka_from_grams, options={"sigma": 1.0},
+    "rbf_cka", cka.rbf_cka, cka.rbf_cka_from_grams, options={"sigma": 1.0},
     reference="Kornblith et al. 2019, Sec. 3 / Eq. (2), RBF kernel, median-distance bandwidth",
 ))
 _register(Measure(
-    "debiased_rbf_cka", rbf_cka, rbf_cka_from_grams, min_rows=4, options={"sigma": 1.0, "debiased": True},
+    "debiased_rbf_cka", cka.rbf_cka, cka.rbf_cka_from_grams, min_rows=4, options={"sigma": 1.0, "debiased": True},
     reference="RBF CKA with the unbiased HSIC_1 of Song et al. 2007, Eq. (5)",
 ))
 _register(Measure(
-    "minibatch_cka", minibatch_cka, minibatch_cka_from_grams, min_rows=4, options={"batch_size": 256, "seed": 0},
+    "minibatch_cka", cka.minibatch_cka, cka.minibatch_cka_from_grams, min_rows=4, options={"batch_size": 256, "seed": 0},
     reference="Nguyen, Raghu & Kornblith 2021, Eq. (2)-(3)",
 ))
 _register(Measure(
-    "svcca", svcca, svcca_from_grams, options={"variance": 0.99},
+    "svcca", cca.svcca, cca.svcca_from_grams, options={"variance": 0.99},
     reference="Raghu et al. 2017, Sec. 2 (99% variance SVD, mean CCA correlation)",
 ))
 # PWCCA weights the correlations by the neurons of one side: rotating that side changes them
 _register(Measure(
-    "pwcca", pwcca, None, symmetric=False, options={"variance": 0.99}, orthogonal=False,
+    "pwcca", cca.pwcca, None, symmetric=False, options={"variance": 0.99}, orthogonal=False,
     reference="Morcos, Raghu & Bengio 2018, Eq. (1)-(2), after 99% variance SVD",
 ))
 _register(Measure(
-    "procrustes", procrustes_similarity, procrustes_similarity_from_grams,
+    "procrustes", procrustes.procrustes_similarity, procrustes.procrustes_similarity_from_grams,
     reference="1 - d^2/2, orthogonal Procrustes distance on unit-norm centred data "
     "(Schoenemann 1966; Ding et al. 2021; Williams et al. 2021)",
 ))
 _register(Measure(
-    "mutual_knn", mutual_knn, mutual_knn_from_grams, options={"k": 10},
+    "mutual_knn", knn.mutual_knn, knn.mutual_knn_from_grams, options={"k": 10},
     reference="Huh et al. 2024, Eq. (11), cosine on centred features",
 ))
 _register(Measure(
-    "rsa", rsa, rsa_from_grams, min_rows=3,
+    "rsa", rdm.rsa, rdm.rsa_from_grams, min_rows=3,
     reference="Kriegeskorte et al. 2008: Spearman rho of Euclidean RDMs",
 ))

@@ -1,4 +1,9 @@
-"""Representational similarity analysis (Kriegeskorte, Mur & Bandettini 2008) and its rank correlation."""
+"""RSA: comparing representational dissimilarity matrices (Kriegeskorte, Mur & Bandettini 2008).
+
+Each representation gives a dissimilarity matrix (RDM) between the examples; RSA is the Spearman
+rank correlation of the two RDMs' upper triangles. The module is named after the RDM so that
+``layerwise.similarity.rsa`` stays the measure function.
+"""
 
 from __future__ import annotations
 

@@ -142,11 +142,13 @@ def finite_rows(*arrays: ArrayLike) -> NDArray[np.bool_]:
     return mask
 
 
-def report_dropped(mask: NDArray[np.bool_], what: str, stacklevel: int = 3) -> RowFilter:
-    """:class:`RowFilter` of a keep-mask ``(n,)``; warns (:class:`NonFiniteRowsWarning`) if rows were dropped."""
+def report_dropped(
+    mask: NDArray[np.bool_], what: str, stacklevel: int = 3, *, warn: bool = True
+) -> RowFilter:
+    """:class:`RowFilter` of a keep-mask ``(n,)``; warns (:class:`NonFiniteRowsWarning`, if ``warn``) on drops."""
     dropped = tuple(int(i) for i in np.flatnonzero(~mask))
     rf = RowFilter(n_total=int(mask.size), n_used=int(mask.sum()), dropped=dropped)
-    if dropped:
+    if dropped and warn:
         shown = ", ".join(map(str, dropped[:10])) + (", ..." if len(dropped) > 10 else "")
         warnings.warn(
             f"{what}: dropped {len(dropped)} of {mask.size} rows containing NaN/inf, jointly from "
@@ -187,10 +189,7 @@ def drop_nonfinite_rows(
     Y = as_float64(Y, "Y")
     check_pair(X, Y, 0, what)
     mask = finite_rows(X, Y)
-    if warn:
-        rf = report_dropped(mask, what)
-    else:
-        rf = RowFilter(int(mask.size), int(mask.sum()), tuple(int(i) for i in np.flatnonzero(~mask)))
+    rf = report_dropped(mask, what, warn=warn)
     if rf.n_dropped:
         X, Y = X[mask], Y[mask]
     return X, Y, rf

@@ -27,9 +27,7 @@ def _layer_rows(
     if rows not in ("all_layers", "per_layer"):
         raise ValueError(f"rows must be 'all_layers' or 'per_layer', got {rows!r}")
     mask = finite_rows(A, B)
-    if rows == "all_layers":
-        return mask, report_dropped(mask, what, stacklevel=4)
-    return mask, RowFilter(int(mask.size), int(mask.sum()), tuple(int(i) for i in np.flatnonzero(~mask)))
+    return mask, report_dropped(mask, what, stacklevel=4, warn=rows == "all_layers")
 
 
 def cka_by_layer(

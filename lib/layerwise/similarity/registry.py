@@ -159,7 +159,8 @@ _register(Measure(
     reference="RBF CKA with the unbiased HSIC_1 of Song et al. 2007, Eq. (5)",
 ))
 _register(Measure(
-    "minibatch_cka", cka.minibatch_cka, cka.minibatch_cka_from_grams, min_rows=4, options={"batch_size": 256, "seed": 0},
+    "minibatch_cka", cka.minibatch_cka, cka.minibatch_cka_from_grams, min_rows=4,
+    options={"batch_size": 256, "seed": 0},
     reference="Nguyen, Raghu & Kornblith 2021, Eq. (2)-(3)",
 ))
 _register(Measure(

@@ -31,8 +31,7 @@ import pandas as pd
 
 from .analysis import task_layer_matrix
 from .bands import PT, SFT, Bands
-from .similarity import spearman
-from .stats import percentile_ci
+from .stats import percentile_ci, spearman
 from .vocab import CONTROL_ROLE, PT_ROLE, SFT_ROLE
 
 __all__ = [

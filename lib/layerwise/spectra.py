@@ -31,10 +31,9 @@ Computation (float64, the smaller Gram)
     Gram matrices: ``Xc Xc^T`` (``n x n``) when ``n <= d``, else ``Xc^T Xc`` (``d x d``); both
     have the same non-zero eigenvalues as ``s_k**2``. Forming it costs ``O(n d min(n, d))``
     and the symmetric eigensolver (LAPACK ``syevd`` via ``numpy.linalg.eigvalsh``; only
-    eigenvalues, no vectors) ``O(min(n, d)**3)``, cheaper than an SVD of ``Xc``. Measured here
-    single-threaded: 0.04 s for ``640 x 640`` (n = 1000, d = 640). Caveat: with a multi-threaded
-    OpenBLAS on busy shared vCPUs the same call took 7 s; set ``OPENBLAS_NUM_THREADS=1`` for
-    spectra runs on such machines. Eigenvalues of a Gram carry an absolute
+    eigenvalues, no vectors) ``O(min(n, d)**3)``, cheaper than an SVD of ``Xc``. Caveat: a
+    multi-threaded OpenBLAS can be far slower than one thread on busy shared CPUs; set
+    ``OPENBLAS_NUM_THREADS=1`` for spectra runs on such machines. Eigenvalues of a Gram carry an absolute
     error of about ``eps * lambda_1``, so singular values far below ``sqrt(eps) * s_1 ~ 1e-8 s_1``
     are not resolved; none of the summaries depends on them. :func:`spectra_from_grams` takes
     cached centred Grams (:class:`layerwise.similarity.GramCache`) instead of hidden states.
@@ -58,14 +57,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from layerwise.similarity import (
-    _center_columns,
-    _center_gram_inplace,
-    _is_torch,
-    _n_components,
-    _report_dropped,
-    as_float64,
-)
+from layerwise.similarity.arrays import as_float64
+from layerwise.similarity.arrays import center_columns as _center_columns
+from layerwise.similarity.arrays import is_torch as _is_torch
+from layerwise.similarity.arrays import report_dropped as _report_dropped
+from layerwise.similarity.cca import n_components as _n_components
+from layerwise.similarity.grams import center_gram_inplace as _center_gram_inplace
 
 __all__ = [
     "eigenvalues",

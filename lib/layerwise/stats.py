@@ -33,14 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from layerwise.similarity import (
-    _center_gram_inplace,
-    _inner,
-    _prepare_grams,
-    as_float64,
-    get_measure,
-    unbiased_center_gram,
-)
+from layerwise.similarity.arrays import as_float64
+from layerwise.similarity.arrays import inner as _inner
+from layerwise.similarity.grams import center_gram_inplace as _center_gram_inplace
+from layerwise.similarity.grams import prepare_grams as _prepare_grams
+from layerwise.similarity.grams import unbiased_center_gram
+from layerwise.similarity.registry import get_measure
+from layerwise.similarity.rdm import spearman
 
 __all__ = [
     "BootstrapResult",
@@ -53,6 +52,7 @@ __all__ = [
     "bootstrap_cluster_means",
     "permutation_null",
     "shuffle_rows",
+    "spearman",
 ]
 
 

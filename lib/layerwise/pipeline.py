@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import atomic_path, atomic_write_json, content_key
-from .spec import RunSpec, load_spec
+from .validation import RunSpec, load_checked_spec as load_spec  # spec + registry checks (check_spec)
 
 __all__ = ["Run", "ModelSlot", "ROLES", "comparison_name", "NULL_PREFIX"]
 

@@ -5,8 +5,12 @@
     layerwise book   [--spec S] [--set ...] [--book-dir D]  run, execute notebooks, build the HTML book
     layerwise notebook NAME [--spec S] [--set ...]      execute one notebook into the book folder
 
-``python -m layerwise ...`` works too. Every command validates the spec (unknown keys, tasks, model
-names) before any long computation starts.
+``python -m layerwise ...`` works too. Every command validates the whole spec first
+(:func:`layerwise.validation.load_checked_spec`: keys, types, values, task, measure and model names,
+devices) and ``fetch`` (the first stage of ``run`` and ``book``) checks ``training.target_modules``
+against each model it fetches, so a bad input costs seconds, not a training run. A bad input is
+reported as one line per problem, ``layerwise: error: <key> = <value> is not valid; <why>``, and
+exit status 2; a failed notebook or another error exits with 1.
 """
 
 from __future__ import annotations
@@ -43,11 +47,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fetch(run) -> None:
-    from .models import resolve_model
+    """Fetch every model of the run (base, experimental, comparison models) and the task data.
 
-    t0 = time.perf_counter()
-    path = resolve_model(run.spec.base_model)
-    print(f"[layerwise] base model {run.spec.base_model!r} ready at {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    Each model that gets LoRA adapters (the base model and the ``compare_models``) is checked for
+    ``training.target_modules`` as soon as its config is on disk.
+
+    Raises:
+        SpecError: a LoRA target module does not exist in a model (one line per model).
+        layerwise.models.ModelNotFoundError: a model cannot be resolved.
+    """
+    from .models import resolve_model
+    from .spec import SpecError
+    from .validation import check_target_modules
+
+    spec = run.spec
+    trained = [spec.base_model] + [m for m in spec.compare_models if m != spec.base_model]
+    bad: list[str] = []
+    for model in trained + ([spec.experimental_model] if spec.experimental_model else []):
+        t0 = time.perf_counter()
+        path = resolve_model(model)
+        print(f"[layerwise] model {model!r} ready at {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if model in trained:
+            bad += check_target_modules(model, spec.training.target_modules)
+    if bad:
+        raise SpecError(bad)
     t0 = time.perf_counter()
     sizes = {t: (len(d["train"]), len(d["test"])) for t, d in run.tasks.items()}
     print(f"[layerwise] task data ready ({time.perf_counter() - t0:.0f} s): "
@@ -81,8 +104,15 @@ def _compute(run, *, evaluate: bool = True) -> None:
         _compute(companion, evaluate=False)
 
 
+def _report(lines: list[str]) -> None:
+    for line in lines:
+        print(f"layerwise: error: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code (1 on a failed notebook or a bad spec)."""
+    """Entry point; returns the process exit code: 0, 2 for bad input (spec, overrides, model or
+    spec file; one line per problem on stderr, no traceback), 1 for a failed notebook or another
+    error with a one-line message."""
     args = _parser().parse_args(argv)
     for k, v in BOOK_ENV.items():
         if k not in ("TQDM_DISABLE", "LAYERWISE_CHART_MODE"):
@@ -111,9 +141,14 @@ def main(argv: list[str] | None = None) -> int:
             book_dir = Path(args.book_dir) if args.book_dir else PROJECT_ROOT / "book"
             print(execute_notebook(args.name, parameters={"spec_path": args.spec, "overrides": args.overrides},
                                    book_dir=book_dir))
-    except (SpecError, ModelNotFoundError, FileNotFoundError, KeyError, ValueError, NotebookFailed) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"layerwise: error: {msg}", file=sys.stderr)
+    except SpecError as exc:
+        _report(exc.lines)
+        return 2
+    except (ModelNotFoundError, FileNotFoundError) as exc:
+        _report([str(exc)])
+        return 2
+    except (KeyError, ValueError, NotebookFailed) as exc:
+        _report([str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)])
         return 1
     return 0
 

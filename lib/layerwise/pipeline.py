@@ -33,7 +33,8 @@ from .findings import evaluate as evaluate_findings, findings_table
 from .cache import atomic_write_json
 from .models import resolve_model
 from .similarity import GramCache
-from .spec import RunSpec, load_spec
+from .spec import RunSpec
+from .validation import load_checked_spec  # the spec, then its cross-checks against the registries
 from .stages import adapters as _adapters
 from .stages import data as _data
 from .stages import evaluation as _evaluation
@@ -81,11 +82,11 @@ class Run:
     @classmethod
     def from_spec(cls, path: str | os.PathLike[str] | None = None, overrides: Sequence[str] | Mapping[str, Any] = (), *,
                   verbose: bool = True) -> Run:
-        """Load and validate a spec (see :func:`layerwise.spec.load_spec`) and open its run.
+        """Load a spec, validate it whole (:func:`layerwise.validation.load_checked_spec`) and open its run.
 
         ``verbose=False`` (used by the notebooks) silences the progress lines of the stages.
         """
-        return cls(load_spec(path, overrides), verbose=verbose)
+        return cls(load_checked_spec(path, overrides), verbose=verbose)
 
     @cached_property
     def companions(self) -> list[Run]:

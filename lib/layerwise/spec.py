@@ -5,19 +5,40 @@ folder. ``specs/default.yaml`` is what ``make book`` uses; ``specs/smoke.yaml`` 
 on a tiny random model in minutes. Single values are overridden with dotted ``key=value`` strings
 (``training.epochs=2``, ``base_model=meta-llama/Llama-2-7b-hf``); values are parsed as YAML.
 
-Unknown keys, wrong types and impossible values are rejected by :func:`load_spec` before any long
-computation starts, with a message naming the bad key or value and the valid choices.
+:func:`load_spec` checks everything this layer can know without the registries, and reports
+*every* problem at once, one line each, naming the key, the value and the valid choices
+(:class:`SpecError`):
+
+* YAML: syntax errors with their line and column, a key written twice (in the file or in one
+  ``--set`` value), the same key given twice with ``--set``, a whole section set to null;
+* types and ranges (field types are checked by ``pydantic``, strictly: ``"3"`` is not an integer,
+  ``yes`` is a boolean only where YAML makes it one), finite numbers only (no NaN or infinity),
+  non-negative seeds, device and dtype names, ``target_modules`` syntax, non-empty ``name``,
+  ``output_dir``, ``tasks`` and ``measures``;
+* consistency between keys (``n_eval <= n_test``, ``heldout_tasks`` within ``tasks``, no name
+  listed twice, distinct folders for ``compare_models``).
+
+Checks that need a registry (task names, measure names and their minimum number of examples, model
+names, chat templates, device availability) live in :mod:`layerwise.validation`, which
+``Run.from_spec`` and the CLI call before any computation; ``target_modules`` is checked against
+the model's own module names when the model is fetched.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
 import os
-from dataclasses import dataclass, field, fields
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from .cache import content_key
 
@@ -28,7 +49,14 @@ __all__ = [
     "ExtractionSpec",
     "RunSpec",
     "load_spec",
+    "read_spec",
     "apply_overrides",
+    "model_slug",
+    "DEVICES",
+    "DTYPES",
+    "BASELINES",
+    "PRESETS",
+    "SECTIONS",
     "PROJECT_ROOT",
 ]
 
@@ -37,17 +65,103 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SpecError(ValueError):
-    """A run spec has an unknown key, a value of the wrong type, or an impossible value."""
+    """A run spec has an unknown key, a value of the wrong type, or an impossible value.
+
+    Attributes:
+        lines: one self-contained line per problem (key, value, valid choices); ``str(error)`` is
+            these lines joined by newlines.
+    """
+
+    def __init__(self, lines: str | Sequence[str]):
+        self.lines = [lines] if isinstance(lines, str) else [str(line) for line in lines]
+        super().__init__("\n".join(self.lines))
 
 
-@dataclass(frozen=True)
+# --------------------------------------------------------------------------------------------
+# Field types: what each key accepts (checked by pydantic; messages rewritten by _describe)
+# --------------------------------------------------------------------------------------------
+
+#: Device names a spec accepts: ``auto`` (CUDA if available, else CPU), ``cpu``, ``mps``, ``cuda``
+#: or ``cuda:N``. Whether the device exists on this machine is checked in ``layerwise.validation``.
+DEVICES = ("auto", "cpu", "mps", "cuda", "cuda:N")
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+#: Floating-point formats of the model weights: ``auto`` = fp32 on CPU, bf16 (fp16 without bf16
+#: support) on CUDA, the choice of ``layerwise.models``.
+DTYPES = ("auto", "float32", "bfloat16")
+#: Extra reference models a run can add next to PT and SFT.
+BASELINES = ("random_init", "shuffled")
+#: Largest seed + 1: numpy's legacy seeding (used by ``transformers.set_seed``) takes 32-bit seeds.
+_SEED_LIMIT = 2**32
+_MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _choice(*valid: str):
+    def check(value: str) -> str:
+        if value not in valid:
+            raise ValueError(f"choose one of {list(valid)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("it must not be empty")
+    return value
+
+
+def _device(value: str) -> str:
+    if not _DEVICE_RE.fullmatch(value):
+        raise ValueError(f"choose one of {list(DEVICES)}")
+    return value
+
+
+def _module_name(value: str) -> str:
+    if not _MODULE_RE.fullmatch(value):
+        raise ValueError("a LoRA target is a module name such as q_proj (letters, digits and _), or auto")
+    return value
+
+
+def _names(value: Any) -> Any:
+    """Lists arrive as YAML lists, or as ``a,b`` strings from ``--set``; both become tuples."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _float_text(value: Any) -> Any:
+    """``5e-5`` is a string in YAML 1.1 (PyYAML), a number in YAML 1.2 and to every user."""
+    return float(value) if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()) else value
+
+
+PositiveInt = Annotated[int, Strict(), Field(gt=0)]
+Count = Annotated[int, Strict(), Field(ge=0)]
+Seed = Annotated[int, Strict(), Field(ge=0, lt=_SEED_LIMIT)]
+PositiveFloat = Annotated[float, BeforeValidator(_float_text), Strict(), Field(gt=0)]
+Probability = Annotated[float, BeforeValidator(_float_text), Strict(), Field(ge=0, lt=1)]
+Flag = Annotated[bool, Strict()]
+Text = Annotated[str, Strict()]
+Name = Annotated[str, Strict(), AfterValidator(_not_blank)]
+Names = Annotated[tuple[Name, ...], BeforeValidator(_names)]
+NonEmptyNames = Annotated[tuple[Name, ...], BeforeValidator(_names), Field(min_length=1)]
+Device = Annotated[str, Strict(), AfterValidator(_device)]
+Dtype = Annotated[str, Strict(), _choice(*DTYPES)]
+ModuleNames = Annotated[tuple[Annotated[str, Strict(), AfterValidator(_module_name)], ...],
+                        BeforeValidator(_names), Field(min_length=1)]
+
+_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class DataSpec:
     """Task data sizes and sampling.
 
     Attributes:
         n_train: training examples per task (control adapters and the multi-task SFT mixture).
         n_test: test examples per task; hidden states and CKA use exactly these, in this order.
-        seed: seed of the deterministic train/test split and template choice.
+            Each measure of ``measures`` needs a minimum number (``layerwise.validation``).
+        seed: seed of the deterministic train/test split and template choice (0 <= seed < 2**32).
         max_input_chars: the task input (document, passage, data record) is cut to this many
             characters; the instruction and the answer cue at the end of the prompt are never cut.
         templates: ``"all"`` (template per example chosen from the seed) or ``"first"``.
@@ -65,111 +179,121 @@ class DataSpec:
             PT, SFT and the controls are run on them; 0 = no check.
     """
 
-    n_train: int = 64
-    n_test: int = 200
-    seed: int = 0
-    max_input_chars: int = 1200
-    templates: str = "all"
-    n_eval: int = 32
-    max_train_per_cluster: int = 0
-    chat_template: str = "none"
-    allow_downsize: bool = False
-    n_template_variant: int = 0
+    n_train: PositiveInt = 64
+    n_test: PositiveInt = 200
+    seed: Seed = 0
+    max_input_chars: PositiveInt = 1200
+    templates: Annotated[str, Strict(), _choice("all", "first")] = "all"
+    n_eval: PositiveInt = 32
+    max_train_per_cluster: Count = 0
+    chat_template: Text = "none"
+    allow_downsize: Flag = False
+    n_template_variant: Count = 0
 
-    def validate(self) -> None:
-        _positive(self, "n_train", "n_test", "max_input_chars", "n_eval")
-        if self.n_template_variant < 0 or (self.n_template_variant and min(self.n_template_variant, self.n_test) < 4):
-            raise SpecError(f"data.n_template_variant must be 0 (no check) or at least 4, with data.n_test >= 4 "
-                            f"(debiased CKA needs 4 examples); got n_template_variant = {self.n_template_variant}, "
-                            f"n_test = {self.n_test}")
+    def problems(self) -> list[str]:
+        """Inconsistencies between keys of this section, one line each (empty if none)."""
+        out = []
+        if self.n_template_variant and min(self.n_template_variant, self.n_test) < 4:
+            out.append(f"data.n_template_variant = {self.n_template_variant} is not valid; it must be 0 (no check) or "
+                       f"at least 4, with data.n_test >= 4 (debiased CKA needs 4 examples; data.n_test = {self.n_test})")
         if self.n_eval > self.n_test:
-            raise SpecError(f"data.n_eval = {self.n_eval} exceeds data.n_test = {self.n_test}: evaluation uses test examples")
-        _choice("data.templates", self.templates, ("all", "first"))
-        if self.max_train_per_cluster < 0:
-            raise SpecError(f"data.max_train_per_cluster must be >= 0 (0 = no cap), got {self.max_train_per_cluster}")
+            out.append(f"data.n_eval = {self.n_eval} is not valid; it must be <= data.n_test = {self.n_test} "
+                       "(evaluation uses test examples)")
+        return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class TrainingSpec:
     """LoRA recipe shared by the multi-task SFT adapter and every control adapter.
 
-    The paper's recipe (``paper.md`` §4): LoRA on ``q_proj,v_proj``, r=8, alpha=16, dropout 0,
+    The paper's recipe (Section 4 of the paper): LoRA on ``q_proj,v_proj``, r=8, alpha=16, dropout 0,
     lr 5e-5 cosine, 3 epochs, effective batch 16, cutoff 1024 tokens. The CPU default keeps the
     LoRA shape and raises the learning rate because it trains on far fewer examples.
 
     Attributes:
-        lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator (scale = alpha / r), dropout.
-        target_modules: names of the linear modules that get LoRA (must exist in the model).
+        lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator (scale = alpha / r), dropout
+            in [0, 1).
+        target_modules: names of the linear modules that get LoRA, or ``[auto]`` (the
+            architecture's query/value projections). The syntax is checked here; that the modules
+            exist in the model is checked when the model is fetched
+            (:func:`layerwise.validation.check_target_modules`).
         learning_rate: peak learning rate of the cosine schedule (no warm-up).
         epochs: passes over the training data.
         batch_size: examples per device step; ``grad_accum`` steps make one optimiser update.
         grad_accum: gradient-accumulation steps (effective batch = batch_size * grad_accum).
         max_length: prompt + response token cap; longer examples are an error, not silently cut
             (prompts are already bounded by ``data.max_input_chars``).
-        seed: seed of LoRA initialisation and data order.
+        seed: seed of LoRA initialisation and data order (0 <= seed < 2**32).
         save_steps: checkpoint every this many optimiser steps (resume point after a kill).
-        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        device: one of :data:`DEVICES`.
+        dtype: one of :data:`DTYPES`.
     """
 
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
-    learning_rate: float = 1e-3
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 512
-    seed: int = 42
-    save_steps: int = 25
-    device: str = "auto"
+    lora_r: PositiveInt = 8
+    lora_alpha: PositiveInt = 16
+    lora_dropout: Probability = 0.0
+    target_modules: ModuleNames = ("q_proj", "v_proj")
+    learning_rate: PositiveFloat = 1e-3
+    epochs: PositiveFloat = 1.0
+    batch_size: PositiveInt = 8
+    grad_accum: PositiveInt = 1
+    max_length: PositiveInt = 512
+    seed: Seed = 42
+    save_steps: PositiveInt = 25
+    device: Device = "auto"
+    dtype: Dtype = "auto"
 
-    def validate(self) -> None:
-        _positive(self, "lora_r", "lora_alpha", "learning_rate", "epochs", "batch_size", "grad_accum",
-                  "max_length", "save_steps")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise SpecError(f"training.lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
-        if not self.target_modules:
-            raise SpecError("training.target_modules must name at least one module, e.g. [q_proj, v_proj]")
+    def problems(self) -> list[str]:
+        """Inconsistencies between keys of this section, one line each (empty if none)."""
+        if "auto" in self.target_modules and len(self.target_modules) > 1:
+            return [f"training.target_modules = {list(self.target_modules)} is not valid; "
+                    "auto stands alone (the architecture's query/value projections)"]
+        return _twice("training.target_modules", self.target_modules)
 
     def recipe(self) -> dict[str, Any]:
-        """The settings that determine an adapter's weights (everything but ``device``/``save_steps``)."""
+        """The settings that determine an adapter's weights (everything but where it runs:
+        ``device``, ``dtype`` and ``save_steps``)."""
         d = dataclasses.asdict(self)
-        d.pop("device")
-        d.pop("save_steps")
+        for k in ("device", "dtype", "save_steps"):
+            d.pop(k)
         return d
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class ExtractionSpec:
     """Hidden-state extraction.
 
     Attributes:
         batch_size: prompts per forward pass (left-padded; results equal batch size 1).
-        device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        device: one of :data:`DEVICES`.
+        dtype: one of :data:`DTYPES`.
     """
 
-    batch_size: int = 8
-    device: str = "auto"
+    batch_size: PositiveInt = 8
+    device: Device = "auto"
+    dtype: Dtype = "auto"
 
-    def validate(self) -> None:
-        _positive(self, "batch_size")
+    def problems(self) -> list[str]:
+        """Inconsistencies between keys of this section (none are possible)."""
+        return []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class RunSpec:
     """Everything one run of the book depends on.
 
     Attributes:
-        name: short name shown in the book.
+        name: short name shown in the book (not empty).
         base_model: model string (alias, local path or Hugging Face id; see ``layerwise.models``).
-        tasks: task names from the task registry (``layerwise.tasks.TASKS``).
-        output_dir: where adapters, hidden states and tables go (relative to the project root).
+        tasks: task names from the task registry (``layerwise.tasks.TASKS``); at least one.
+        output_dir: where adapters, hidden states and tables go (relative to the project root;
+            not empty, and not the project root or a folder above it).
         data, training, extraction: sub-specs (see their classes).
         threads: torch CPU threads (0 = leave torch's default).
         description: free text for the book's front page.
-        preset: ``cpu`` (small CPU budget) or ``paper`` (the paper's recipe, ``paper.md`` §4); a
-            preset fills the ``data`` and ``training`` settings the spec does not set itself.
+        preset: ``cpu`` (small CPU budget) or ``paper`` (the paper's recipe, Section 4 of the
+            paper); a preset fills the ``data`` and ``training`` settings the spec does not set
+            itself.
         heldout_tasks: tasks left out of a second multi-task model ("held-out SFT") for the
             unseen-task analysis (the paper's RQ3); must be in ``tasks``; empty = no such model.
         experimental_model: optional model string of an off-the-shelf instruction-tuned checkpoint
@@ -178,66 +302,69 @@ class RunSpec:
         baselines: extra reference models: ``random_init`` (same architecture, untrained weights)
             and ``shuffled`` (rows of the experimental model's states permuted: the null).
         measures: similarity measures computed for the result table (names from
-            ``layerwise.similarity.MEASURES``), or ``[all]`` for every measure with a Gram form.
+            ``layerwise.similarity.MEASURES``), or ``[all]`` for every measure with a Gram form;
+            at least one.
         compare_models: other base models (model strings) for the cross-model chapter. Each one
             gets a *companion run* (:meth:`companion_specs`): this spec with only the base model
             changed, so tasks, data, templates and recipe are identical and the models' curves and
             bands can be compared in relative depth.
     """
 
-    name: str = "default"
-    base_model: str = "gemma-3-270m"
-    tasks: tuple[str, ...] = ()
-    output_dir: str = "runs/default"
+    name: Name = "default"
+    base_model: Name = "gemma-3-270m"
+    tasks: NonEmptyNames = ()
+    output_dir: Name = "runs/default"
     data: DataSpec = field(default_factory=DataSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     extraction: ExtractionSpec = field(default_factory=ExtractionSpec)
-    threads: int = 0
-    description: str = ""
-    preset: str = "cpu"
-    heldout_tasks: tuple[str, ...] = ()
-    experimental_model: str = ""
-    baselines: tuple[str, ...] = ("random_init", "shuffled")
-    measures: tuple[str, ...] = ("linear_cka", "debiased_cka")
-    compare_models: tuple[str, ...] = ()
+    threads: Count = 0
+    description: Text = ""
+    preset: Annotated[str, Strict(), _choice("cpu", "paper")] = "cpu"
+    heldout_tasks: Names = ()
+    experimental_model: Text = ""
+    baselines: Annotated[tuple[Annotated[str, Strict(), _choice(*BASELINES)], ...], BeforeValidator(_names)] = BASELINES
+    measures: NonEmptyNames = ("linear_cka", "debiased_cka")
+    compare_models: Names = ()
 
-    def validate(self) -> None:
+    def problems(self) -> list[str]:
+        """Inconsistencies between keys, one line each (empty if none).
+
+        Only what the spec itself can know; names are checked against the registries by
+        :func:`layerwise.validation.check_spec`.
+        """
+        out: list[str] = []
         if not self.tasks:
-            raise SpecError("spec lists no tasks; add e.g. `tasks: [rt_sentence_polarity, squad_v1]`")
-        if len(set(self.tasks)) != len(self.tasks):
-            dup = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
-            raise SpecError(f"tasks listed twice in the spec: {dup}")
-        from .tasks import check_task_names
-
-        try:
-            check_task_names(list(self.tasks))
-        except (KeyError, ValueError, FileNotFoundError) as exc:
-            raise SpecError(exc.args[0] if exc.args else str(exc)) from None
-        if self.threads < 0:
-            raise SpecError(f"threads must be >= 0, got {self.threads}")
-        _choice("preset", self.preset, tuple(PRESETS))
+            out.append("tasks = [] is not valid; list at least one task, e.g. tasks: [rt_sentence_polarity, squad_v1]")
+        for key in ("tasks", "heldout_tasks", "baselines", "measures", "compare_models"):
+            out += _twice(key, getattr(self, key))
         stray = [t for t in self.heldout_tasks if t not in self.tasks]
         if stray:
-            raise SpecError(f"heldout_tasks {stray} are not in the spec's tasks {list(self.tasks)}")
-        if self.heldout_tasks and len(self.heldout_tasks) == len(self.tasks):
-            raise SpecError("heldout_tasks holds out every task: the held-out SFT model would have no training data")
-        bad = [b for b in self.baselines if b not in BASELINES]
-        if bad:
-            raise SpecError(f"unknown baseline(s) {bad}; valid: {list(BASELINES)}")
-        from .similarity import measure_names
+            out.append(f"heldout_tasks = {list(self.heldout_tasks)} is not valid; {stray} are not in tasks "
+                       f"{list(self.tasks)}")
+        elif self.heldout_tasks and set(self.heldout_tasks) == set(self.tasks):
+            out.append(f"heldout_tasks = {list(self.heldout_tasks)} is not valid; it holds out every task, so the "
+                       "held-out SFT model would have no training data")
+        root = PROJECT_ROOT.resolve()
+        if self.output_path.resolve() in (root, *root.parents):
+            out.append(f"output_dir = {self.output_dir!r} is not valid; it is the project root {str(root)!r} or a "
+                       "folder above it: name a folder of its own, e.g. runs/<name>")
+        slugs = []
+        for model in self.compare_models:
+            try:
+                slugs.append(model_slug(model))
+            except SpecError as exc:
+                out.append(f"compare_models = {list(self.compare_models)} is not valid; {exc}")
+        if len(set(slugs)) != len(slugs) and len(set(self.compare_models)) == len(self.compare_models):
+            out.append(f"compare_models = {list(self.compare_models)} is not valid; they map to the same folder "
+                       f"names {slugs}")
+        return out + self.data.problems() + self.training.problems() + self.extraction.problems()
 
-        valid_measures = measure_names()
-        bad = [m for m in self.measures if m != "all" and m not in valid_measures]
-        if bad:
-            raise SpecError(f"unknown measure(s) {bad}; valid: {valid_measures + ['all']}")
-        if len(set(self.compare_models)) != len(self.compare_models):
-            raise SpecError(f"compare_models lists a model twice: {list(self.compare_models)}")
-        slugs = [model_slug(m) for m in self.compare_models]
-        if len(set(slugs)) != len(slugs):
-            raise SpecError(f"compare_models {list(self.compare_models)} map to the same folder names {slugs}")
-        self.data.validate()
-        self.training.validate()
-        self.extraction.validate()
+    def validate(self) -> None:
+        """Raise :class:`SpecError` listing every line of :meth:`problems` (types and ranges are
+        checked when the spec is built)."""
+        lines = self.problems()
+        if lines:
+            raise SpecError(lines)
 
     def companion_specs(self) -> list["RunSpec"]:
         """One spec per model of ``compare_models``: this spec with only the base model changed.
@@ -280,6 +407,10 @@ class RunSpec:
         return content_key(self.to_dict())
 
 
+#: The sections of a spec (keys holding a mapping of settings) and their classes.
+SECTIONS: dict[str, type] = {"data": DataSpec, "training": TrainingSpec, "extraction": ExtractionSpec}
+
+
 def model_slug(model: str) -> str:
     """A folder name for a model string: ``"meta-llama/Llama-2-7b-hf"`` -> ``"meta-llama--Llama-2-7b-hf"``.
 
@@ -288,22 +419,17 @@ def model_slug(model: str) -> str:
     Raises:
         SpecError: the model string is empty or has no usable character.
     """
-    import re
-
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(model).strip().strip("/").replace("/", "--")).strip("-.")
     if not slug:
         raise SpecError(f"model string {model!r} gives no usable folder name")
     return slug
 
 
-#: Extra reference models a run can add next to PT and SFT.
-BASELINES = ("random_init", "shuffled")
-
 #: Named recipes. A preset fills the ``data`` / ``training`` keys a spec does not set itself.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Small CPU budget: the paper's LoRA shape, a higher learning rate for few steps.
     "cpu": {"data": {}, "training": {}},
-    # The paper's recipe (paper.md section 4, read from the authors' LLaMA-Factory configuration).
+    # The paper's recipe (Section 4 of the paper, read from the authors' LLaMA-Factory configuration).
     "paper": {
         "data": {"n_test": 10_000, "max_train_per_cluster": 50_000, "max_input_chars": 100_000,
                  "chat_template": "llama2", "allow_downsize": True},
@@ -331,126 +457,205 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _positive(obj: Any, *names: str) -> None:
-    section = {DataSpec: "data", TrainingSpec: "training", ExtractionSpec: "extraction"}[type(obj)]
-    for n in names:
-        v = getattr(obj, n)
-        if not v > 0:
-            raise SpecError(f"{section}.{n} must be > 0, got {v!r}")
+def _twice(key: str, values: Sequence[str]) -> list[str]:
+    dup = sorted({v for v in values if values.count(v) > 1})
+    return [f"{key} = {list(values)} is not valid; {dup} listed twice"] if dup else []
 
 
-def _choice(key: str, value: Any, valid: tuple[Any, ...]) -> None:
-    if value not in valid:
-        raise SpecError(f"{key} = {value!r} is not valid; choose one of {list(valid)}")
+def _show(value: Any) -> str:
+    return repr(list(value) if isinstance(value, tuple) else value)
 
 
-def _coerce(key: str, value: Any, typ: Any) -> Any:
-    """Check ``value`` against a dataclass field type (int/float/str/bool/tuple[str,...]/sub-spec)."""
-    if dataclasses.is_dataclass(typ):
-        if not isinstance(value, dict):
-            raise SpecError(f"{key} must be a mapping of settings, got {value!r}")
-        return _build(typ, value, prefix=f"{key}.")
-    if get_origin(typ) is tuple:
-        (inner, _ellipsis) = get_args(typ)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise SpecError(f"{key} must be a list, got {value!r}")
-        return tuple(_coerce(f"{key}[]", v, inner) for v in value)
-    if typ is bool:
-        if not isinstance(value, bool):
-            raise SpecError(f"{key} must be true or false, got {value!r}")
-        return value
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{key} must be an integer, got {value!r}")
-        return value
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if typ is str:
-        if not isinstance(value, str):
-            raise SpecError(f"{key} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported spec field type {typ!r} for {key}")
+# --------------------------------------------------------------------------------------------
+# YAML: duplicate keys and syntax errors, with their position
+# --------------------------------------------------------------------------------------------
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = get_type_hints(cls)
-    valid = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        raise SpecError(
-            f"unknown spec key(s) {[prefix + k for k in unknown]}; valid keys"
-            f"{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(valid)}"
-        )
-    kwargs = {k: _coerce(prefix + k, v, hints[k]) for k, v in data.items()}
-    return cls(**kwargs)
+def _position(exc: yaml.YAMLError, within: str) -> str:
+    """``YAML syntax error at line L, column C: <problem> (<context> at line L', column C')``."""
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}{within}"
+
+    problem, context = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    text = f"YAML syntax error{' at ' + at(problem) if problem else ''}: {getattr(exc, 'problem', None) or exc}"
+    if getattr(exc, "context", None):
+        text += f" ({exc.context}{' at ' + at(context) if context else ''})"
+    return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...] | dict[str, Any]) -> dict[str, Any]:
+def _duplicates(node: yaml.Node, path: str = "") -> list[str]:
+    out = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, yaml.Mark] = {}
+        for key, value in node.value:
+            name = f"{path}{key.value}" if isinstance(key, yaml.ScalarNode) else f"{path}?"
+            here = key.start_mark
+            if name in seen:
+                first = seen[name]
+                where = (f"line {here.line + 1}, columns {first.column + 1} and {here.column + 1}"
+                         if first.line == here.line else f"lines {first.line + 1} and {here.line + 1}")
+                out.append(f"key {name!r} is written twice ({where}); keep one")
+            seen.setdefault(name, here)
+            out += _duplicates(value, f"{name}.")
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out += _duplicates(item, f"{path.rstrip('.')}[{i}].")
+    return out
+
+
+def _parse_yaml(text: str, source: str, within: str = "") -> Any:
+    """Parse YAML; a syntax error or a duplicate key is a :class:`SpecError` naming ``source``
+    and the position (``within``: what the position counts in, e.g. " of the value")."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        dup = _duplicates(node) if node is not None else []
+        if dup:
+            raise SpecError([f"{source}: {d}" for d in dup])
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: {_position(exc, within)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides, presets, building
+# --------------------------------------------------------------------------------------------
+
+
+def _override_items(overrides: Sequence[str] | Mapping[str, Any]) -> tuple[list[tuple[str, Any]], list[str]]:
+    if isinstance(overrides, Mapping):
+        return list(overrides.items()), []
+    items: list[tuple[str, Any]] = []
+    errors: list[str] = []
+    given: set[str] = set()
+    for o in overrides:
+        key, eq, text = str(o).partition("=")
+        key = key.strip()
+        if not eq or not key or any(not p for p in key.split(".")):
+            errors.append(f"--set {o!r} is not of the form key=value (e.g. training.epochs=2)")
+            continue
+        if key in given:
+            errors.append(f"--set {key}=... is given twice; give each key once")
+            continue
+        given.add(key)
+        try:
+            items.append((key, _parse_yaml(text, f"--set {o!r}", " of the value") if text.strip() else ""))
+        except SpecError as exc:
+            errors += exc.lines
+    return items, errors
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of raw spec data with dotted overrides applied.
 
     Args:
         data: raw mapping as read from YAML.
-        overrides: ``["training.epochs=2", "base_model=x"]`` (values parsed as YAML) or a mapping
-            ``{"training.epochs": 2}``.
+        overrides: ``["training.epochs=2", "base_model=x"]`` (values parsed as YAML; a value that
+            is empty after ``=`` is the empty string) or a mapping ``{"training.epochs": 2}``.
 
     Raises:
-        SpecError: an override is not of the form ``key=value``.
+        SpecError: listing every override that is not of the form ``key=value``, whose value is
+            not valid YAML (with its position) or writes a key twice, whose key is given twice, or
+            that descends into a value that is not a section.
     """
-    import copy
-
     out = copy.deepcopy(data)
-    items: list[tuple[str, Any]] = []
-    if isinstance(overrides, dict):
-        items = list(overrides.items())
-    else:
-        for o in overrides:
-            if "=" not in o:
-                raise SpecError(f"override {o!r} is not of the form key=value (e.g. training.epochs=2)")
-            k, v = o.split("=", 1)
-            items.append((k.strip(), yaml.safe_load(v) if v.strip() else ""))
+    items, errors = _override_items(overrides)
     for key, value in items:
         node = out
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise SpecError(f"override {key!r}: {p!r} is not a section")
-        node[parts[-1]] = value
+                errors.append(f"override {key!r}: {p!r} is not a section")
+                break
+        else:
+            node[parts[-1]] = value
+    if errors:
+        raise SpecError(errors)
     return out
 
 
 def _apply_preset(data: dict[str, Any]) -> dict[str, Any]:
-    """Fill ``data``/``training`` keys the spec leaves unset from its ``preset`` (default ``cpu``)."""
-    name = data.get("preset", "cpu")
-    if name not in PRESETS:
-        raise SpecError(f"preset = {name!r} is not valid; choose one of {list(PRESETS)}")
+    """Fill ``data``/``training`` keys the spec leaves unset from its ``preset`` (default ``cpu``).
+
+    An unknown preset or a section that is not a mapping is left for the field checks to report.
+    """
+    preset = PRESETS.get(data.get("preset", "cpu")) if isinstance(data.get("preset", "cpu"), str) else None
     out = dict(data)
-    for section, defaults in PRESETS[name].items():
-        given = out.get(section) or {}
-        if not isinstance(given, dict):
-            raise SpecError(f"{section} must be a mapping of settings, got {given!r}")
-        out[section] = {**defaults, **given}
+    for section, defaults in (preset or {}).items():
+        given = out.get(section, {})
+        if isinstance(given, dict):
+            out[section] = {**defaults, **given}
     return out
 
 
-def load_spec(path: str | os.PathLike[str] | None = None, overrides: Any = ()) -> RunSpec:
-    """Read, override and validate a run spec.
+def _valid_keys(cls: type, prefix: str) -> str:
+    return f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(f.name for f in fields(cls))}"
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    """One line for one pydantic error: ``<key> = <value> is not valid; <why>``."""
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc).replace(".[", "[")
+    key = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "unexpected_keyword_argument":
+        cls = SECTIONS.get(loc[0], RunSpec) if len(loc) > 1 else RunSpec
+        names = [f.name for f in fields(cls)]
+        near = difflib.get_close_matches(loc[-1], names, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        prefix = f"{loc[0]}." if len(loc) > 1 else ""
+        return f"unknown spec key {key!r}{hint}; {_valid_keys(cls, prefix)}"
+    why = {
+        "int_type": "it must be an integer",
+        "int_from_float": "it must be an integer",
+        "float_type": "it must be a number",
+        "finite_number": "it must be a finite number (not NaN or infinity)",
+        "string_type": "it must be a string",
+        "bool_type": "it must be true or false",
+        "tuple_type": "it must be a list",
+        "dataclass_type": "it must be a mapping of settings (e.g. epochs: 2), not null or a single value",
+        "too_short": "it must not be empty",
+        "greater_than": f"it must be > {ctx.get('gt')}",
+        "greater_than_equal": f"it must be >= {ctx.get('ge')}",
+        "less_than": f"it must be < {ctx.get('lt')}",
+        "less_than_equal": f"it must be <= {ctx.get('le')}",
+    }.get(kind)
+    if why is None:
+        why = str(err["msg"]).removeprefix("Value error, ")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and isinstance(value, float):
+        why += " (and finite)"
+    return f"{key} = {_show(value)} is not valid; {why}"
+
+
+_BUILD = TypeAdapter(RunSpec)
+
+
+def _build(data: dict[str, Any]) -> tuple[RunSpec | None, list[str]]:
+    lines = [f"{k} = None is not valid; a whole section cannot be null: remove the key for the defaults, or set "
+             f"single values ({k}.<key>=<value>)" for k in SECTIONS if k in data and data[k] is None]
+    data = {k: v for k, v in data.items() if not (k in SECTIONS and v is None)}
+    try:
+        spec = _BUILD.validate_python(data)
+    except ValidationError as exc:
+        return None, lines + [_describe(e) for e in exc.errors()]
+    return spec, lines + spec.problems()
+
+
+def read_spec(path: str | os.PathLike[str] | None = None, overrides: Any = ()) -> tuple[RunSpec | None, list[str]]:
+    """Read and override a run spec, and list its problems instead of raising them.
+
+    The spec is built whenever its keys and types allow, so that a caller can check it further
+    (:func:`layerwise.validation.check_spec`) and report every problem at once.
 
     Args:
-        path: YAML file; relative paths are tried against the current directory, then the project
-            root. ``None`` means ``specs/default.yaml``.
-        overrides: see :func:`apply_overrides`. ``$LAYERWISE_BASE_MODEL`` (if set) overrides
-            ``base_model`` before these.
+        path, overrides: see :func:`load_spec`.
 
     Returns:
-        RunSpec: validated spec.
+        tuple: the spec (``None`` if keys or types are wrong) and the problem lines (empty if none).
 
     Raises:
-        SpecError: unknown key, wrong type, impossible value, unknown task.
+        SpecError: the file or an override is not valid YAML, writes a key twice, or is not a
+            mapping (nothing can be built from it).
         FileNotFoundError: the spec file does not exist (the message lists the files in ``specs/``).
     """
     p = Path(path) if path is not None else PROJECT_ROOT / "specs" / "default.yaml"
@@ -459,14 +664,36 @@ def load_spec(path: str | os.PathLike[str] | None = None, overrides: Any = ()) -
     if not p.is_file():
         available = sorted(str(s.relative_to(PROJECT_ROOT)) for s in (PROJECT_ROOT / "specs").glob("*.yaml"))
         raise FileNotFoundError(f"run spec {str(path)!r} not found; available: {available}")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    data = _parse_yaml(p.read_text(encoding="utf-8"), str(p))
+    data = {} if data is None else data
     if not isinstance(data, dict):
-        raise SpecError(f"{p} must hold a YAML mapping at top level")
+        raise SpecError(f"{p} is not valid; it must hold a YAML mapping (key: value lines) at top level")
     env_model = os.environ.get("LAYERWISE_BASE_MODEL")
     if env_model:
         data = apply_overrides(data, {"base_model": env_model})
-    data = apply_overrides(data, overrides or ())
-    data = _apply_preset(data)
-    spec = _build(RunSpec, data)
-    spec.validate()
+    return _build(_apply_preset(apply_overrides(data, overrides or ())))
+
+
+def load_spec(path: str | os.PathLike[str] | None = None, overrides: Any = ()) -> RunSpec:
+    """Read, override and validate a run spec (everything but the registry checks).
+
+    Args:
+        path: YAML file; relative paths are tried against the current directory, then the project
+            root. ``None`` means ``specs/default.yaml``.
+        overrides: see :func:`apply_overrides`. ``$LAYERWISE_BASE_MODEL`` (if set) overrides
+            ``base_model`` before these.
+
+    Returns:
+        RunSpec: validated spec. Task, measure and model names, the chat template and the devices
+        are checked against their registries by :func:`layerwise.validation.check_spec`.
+
+    Raises:
+        SpecError: every problem found, one line each (:attr:`SpecError.lines`): YAML syntax
+            (with line and column), duplicate keys, unknown keys, wrong types, impossible or
+            non-finite values, inconsistent keys.
+        FileNotFoundError: the spec file does not exist (the message lists the files in ``specs/``).
+    """
+    spec, lines = read_spec(path, overrides)
+    if lines:
+        raise SpecError(lines)
     return spec

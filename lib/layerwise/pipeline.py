@@ -41,7 +41,7 @@ from .stages import evaluation as _evaluation
 from .stages import states as _states
 from .stages import tables as _tables
 from .stages import variants as _variants
-from .stages.slots import ModelSlot, find_slot, plan_slots, present_roles
+from .stages.slots import ModelSlot, find_slot, plan_extra_slots, plan_slots, present_roles
 from .tasks import get_task
 from .training import AdapterResult
 from .vocab import NULL_PREFIX, ROLES, comparison_name
@@ -152,8 +152,14 @@ class Run:
     # ------------------------------------------------------------- models
     @cached_property
     def slots(self) -> list[ModelSlot]:
-        """Every model of the run (see :class:`ModelSlot`), in :data:`~layerwise.vocab.ROLES` order."""
+        """The models of the main design (see :class:`ModelSlot`), in :data:`~layerwise.vocab.ROLES` order."""
         return plan_slots(self.spec, self.adapters, self.slug)
+
+    @cached_property
+    def extra_slots(self) -> list[ModelSlot]:
+        """The models of the replicates and baselines: SFT seeds after the first, other-task controls,
+        control replicates (see :func:`layerwise.stages.slots.plan_extra_slots`)."""
+        return plan_extra_slots(self.spec, self.adapters, self.slug)
 
     def slot(self, role: str, task: str) -> ModelSlot:
         """The model of ``role`` that is run on ``task`` (for ``control``: that task's control).
@@ -302,10 +308,25 @@ class Run:
         return out
 
     def findings(self, *, measure: str = "linear_cka", pooling: str = "last", n_boot: int = 2000) -> pd.DataFrame:
-        """The paper's findings with this run's verdicts (see :func:`layerwise.findings.evaluate`)."""
-        return self._findings(self.similarity(), measure=measure, pooling=pooling, n_boot=n_boot)
+        """The paper's findings with this run's verdicts (see :func:`layerwise.findings.evaluate`).
 
-    def _findings(self, similarity: pd.DataFrame, *, measure: str, pooling: str, n_boot: int) -> pd.DataFrame:
+        The input holds every SFT seed (:meth:`seeds`), so intervals include seed noise, and F6
+        reads the split-half table (:meth:`halves`).
+        """
+        sim = _tables.findings_input(self.similarity(), self.seeds())
+        return self._findings(sim, measure=measure, pooling=pooling, n_boot=n_boot, halves=self.halves())
+
+    def seeds(self) -> pd.DataFrame:
+        """SFT and held-out SFT vs control for every training seed (see :func:`layerwise.stages.tables.seed_table`)."""
+        return _tables.seed_table(self)
+
+    def halves(self) -> pd.DataFrame:
+        """PT and SFT vs control on two disjoint halves of the test examples (see
+        :func:`layerwise.stages.tables.halves_table`)."""
+        return _tables.halves_table(self)
+
+    def _findings(self, similarity: pd.DataFrame, *, measure: str, pooling: str, n_boot: int,
+                  halves: pd.DataFrame | None = None) -> pd.DataFrame:
         return findings_table(evaluate_findings(similarity, measure=measure, pooling=pooling,
                                                 heldout_tasks=self.spec.heldout_tasks, n_boot=n_boot,
-                                                seed=self.spec.data.seed))
+                                                seed=self.spec.data.seed, halves=halves))

@@ -89,7 +89,7 @@ _DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 #: support) on CUDA, the choice of ``layerwise.models``.
 DTYPES = ("auto", "float32", "bfloat16")
 #: Extra reference models a run can add next to PT and SFT.
-BASELINES = ("random_init", "shuffled")
+BASELINES = ("random_init", "shuffled", "other_task")
 #: Largest seed + 1: numpy's legacy seeding (used by ``transformers.set_seed``) takes 32-bit seeds.
 _SEED_LIMIT = 2**32
 _MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -224,6 +224,14 @@ class TrainingSpec:
         max_length: prompt + response token cap; longer examples are an error, not silently cut
             (prompts are already bounded by ``data.max_input_chars``).
         seed: seed of LoRA initialisation and data order (0 <= seed < 2**32).
+        seeds: seeds of the SFT and held-out SFT adapters, one adapter each (replicates, so that
+            intervals include seed noise); empty = ``[seed]``. The first is the book's SFT model.
+        control_epochs: passes of each control over its task's training examples (0 = ``epochs``):
+            a control sees one task's examples, far fewer than the multi-task mixture, so it needs
+            more passes to become a specialist.
+        control_seeds: extra seeds of the control adapters of the first ``ceiling_tasks`` tasks:
+            the control-seed ceiling (CKA between two controls of one task); empty = no ceiling.
+        ceiling_tasks: how many tasks (the first, in spec order) get the control replicates.
         save_steps: checkpoint every this many optimiser steps (resume point after a kill).
         device: one of :data:`DEVICES`.
         dtype: one of :data:`DTYPES`.
@@ -239,6 +247,10 @@ class TrainingSpec:
     grad_accum: PositiveInt = 1
     max_length: PositiveInt = 512
     seed: Seed = 42
+    seeds: Annotated[tuple[Seed, ...], BeforeValidator(_names)] = ()
+    control_epochs: Annotated[float, BeforeValidator(_float_text), Strict(), Field(ge=0)] = 0.0
+    control_seeds: Annotated[tuple[Seed, ...], BeforeValidator(_names)] = ()
+    ceiling_tasks: Count = 4
     save_steps: PositiveInt = 25
     device: Device = "auto"
     dtype: Dtype = "auto"
@@ -248,15 +260,33 @@ class TrainingSpec:
         if "auto" in self.target_modules and len(self.target_modules) > 1:
             return [f"training.target_modules = {list(self.target_modules)} is not valid; "
                     "auto stands alone (the architecture's query/value projections)"]
-        return _twice("training.target_modules", self.target_modules)
+        return (_twice("training.target_modules", self.target_modules) + _twice("training.seeds", self.seeds)
+                + _twice("training.control_seeds", self.control_seeds))
+
+    @property
+    def sft_seeds(self) -> tuple[int, ...]:
+        """Seeds of the SFT (and held-out SFT) adapters: ``seeds``, or ``(seed,)``."""
+        return self.seeds or (self.seed,)
 
     def recipe(self) -> dict[str, Any]:
-        """The settings that determine an adapter's weights (everything but where it runs:
-        ``device``, ``dtype`` and ``save_steps``)."""
+        """The settings that determine one adapter's weights: everything but where it runs
+        (``device``, ``dtype``, ``save_steps``) and the keys that choose which adapters a run trains
+        (``seeds``, ``control_epochs``, ``control_seeds``, ``ceiling_tasks``; each adapter's own seed and
+        epochs are in ``seed`` and ``epochs``, see :meth:`for_adapter`)."""
         d = dataclasses.asdict(self)
-        for k in ("device", "dtype", "save_steps"):
+        for k in ("device", "dtype", "save_steps", "seeds", "control_epochs", "control_seeds", "ceiling_tasks"):
             d.pop(k)
         return d
+
+    def for_adapter(self, *, seed: int | None = None, control: bool = False) -> "TrainingSpec":
+        """This recipe as one adapter trains it: with its own ``seed``, and ``control_epochs`` for a control.
+
+        Args:
+            seed: the adapter's seed (None = ``seed``).
+            control: the adapter is a control (trained on one task).
+        """
+        epochs = self.control_epochs if control and self.control_epochs else self.epochs
+        return dataclasses.replace(self, seed=self.seed if seed is None else seed, epochs=epochs)
 
 
 @dataclass(frozen=True, config=_CONFIG)

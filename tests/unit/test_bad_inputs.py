@@ -66,7 +66,7 @@ CASES = [
     ("negative threads", ["threads=-1"], "threads = -1 is not valid; it must be >= 0"),
     ("template mode", ["data.templates=some"], "data.templates = 'some' is not valid; choose one of ['all', 'first']"),
     ("preset", ["preset=huge"], "preset = 'huge' is not valid; choose one of ['cpu', 'paper']"),
-    ("baseline", ["baselines=[random]"], "baselines[0] = 'random' is not valid; choose one of ['random_init', 'shuffled']"),
+    ("baseline", ["baselines=[random]"], "baselines[0] = 'random' is not valid; choose one of ['random_init', 'shuffled', 'other_task']"),
     ("n_eval above n_test", ["data.n_eval=1000"], "data.n_eval = 1000 is not valid; it must be <= data.n_test = 24"),
     ("template variants below 4", ["data.n_template_variant=3"], "data.n_template_variant = 3 is not valid"),
     # ---- seeds

@@ -14,13 +14,14 @@ import pandas as pd
 
 from .. import training  # called as training.train_adapter, so tests can replace it
 from ..tasks import cap_per_cluster
-from ..vocab import CONTROL_ROLE
-from .slots import adapter_role
+from ..spec import TrainingSpec
+from .slots import SEED_MARK, adapter_name, adapter_role
 
 if TYPE_CHECKING:
     from ..pipeline import Run
 
-__all__ = ["Examples", "mixture", "adapter_jobs", "train_adapters", "training_log", "training_summary"]
+__all__ = ["Examples", "mixture", "adapter_jobs", "adapter_recipe", "train_adapters", "training_log",
+           "training_summary"]
 
 #: Training examples as parallel lists: (prompts, targets, example ids).
 Examples = tuple[list[str], list[str], list[str]]
@@ -50,17 +51,40 @@ def mixture(run: Run, exclude: tuple[str, ...] = ()) -> Examples:
 
 
 def adapter_jobs(run: Run) -> list[tuple[str, Examples]]:
-    """The adapters the run needs, as (name, training examples): ``sft`` (unless an off-the-shelf
-    experimental model replaces it), ``sft-heldout`` (if tasks are held out), ``control-<slug>``."""
+    """The adapters the run needs, as (name, training examples), in training order.
+
+    ``sft`` (unless an off-the-shelf experimental model replaces it) and ``sft-heldout`` (if tasks are
+    held out) for every seed of ``training.seeds`` (replicates named ``sft+seed<k>``), then
+    ``control-<slug>`` per task, then the control replicates ``control-<slug>+seed<k>`` of the
+    control-seed ceiling. Each adapter's recipe is :func:`adapter_recipe`.
+    """
+    tr = run.spec.training
+    first = tr.sft_seeds[0]
     jobs: list[tuple[str, Examples]] = []
-    if not run.spec.experimental_model:
-        jobs.append(("sft", mixture(run)))
-    if run.spec.heldout_tasks:
-        jobs.append(("sft-heldout", mixture(run, exclude=run.spec.heldout_tasks)))
+    for seed in tr.sft_seeds:
+        if not run.spec.experimental_model:
+            jobs.append((adapter_name("sft", seed, first), mixture(run)))
+        if run.spec.heldout_tasks:
+            jobs.append((adapter_name("sft-heldout", seed, first), mixture(run, exclude=run.spec.heldout_tasks)))
+    controls = []
     for name, dd in run.tasks.items():
-        tr = dd["train"]
-        jobs.append((f"control-{run.slug(name)}", (list(tr["prompt"]), list(tr["target"]), list(tr["id"]))))
+        split = dd["train"]
+        controls.append((f"control-{run.slug(name)}", (list(split["prompt"]), list(split["target"]), list(split["id"]))))
+    jobs += controls
+    for seed in tr.control_seeds:
+        jobs += [(adapter_name(name, seed, tr.seed), ex) for name, ex in controls[: tr.ceiling_tasks]]
     return jobs
+
+
+def adapter_recipe(run: Run, name: str) -> TrainingSpec:
+    """The recipe one adapter is trained with: the spec's, with the adapter's own seed (the first of
+    ``training.seeds`` for ``sft``/``sft-heldout``, the replicate's for ``...+seed<k>``) and, for a
+    control, ``training.control_epochs``."""
+    tr = run.spec.training
+    base, _, seed = name.partition(SEED_MARK)
+    control = base.startswith("control-")
+    default = tr.seed if control else tr.sft_seeds[0]
+    return tr.for_adapter(seed=int(seed) if seed else default, control=control)
 
 
 def train_adapters(run: Run, progress: bool = True) -> dict[str, training.AdapterResult]:
@@ -73,7 +97,7 @@ def train_adapters(run: Run, progress: bool = True) -> dict[str, training.Adapte
     for name, (p, t, i) in adapter_jobs(run):
         t0 = time.perf_counter()
         res = training.train_adapter(name=name, base_model=run.spec.base_model, prompts=p, targets=t, example_ids=i,
-                                     spec=run.spec.training, adapters_dir=run.out / "adapters",
+                                     spec=adapter_recipe(run, name), adapters_dir=run.out / "adapters",
                                      progress=progress and run.verbose)
         status = "reused" if res.reused else f"trained in {time.perf_counter() - t0:.0f} s"
         run.log(f"adapter {name}: {status} ({len(p)} examples)")
@@ -87,7 +111,8 @@ def training_log(run: Run) -> pd.DataFrame:
     rows = []
     for name, res in run.adapters.items():
         role = adapter_role(name)
-        task = slugs.get(name.removeprefix("control-")) if role == CONTROL_ROLE else None
+        base = name.partition(SEED_MARK)[0]
+        task = slugs.get(base.removeprefix("control-")) if base.startswith("control-") else None
         for rec in res.log:
             rows.append({"adapter": name, "role": role, "task": task, **rec})
     return pd.DataFrame(rows)

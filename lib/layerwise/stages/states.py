@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from ..pipeline import Run
 
 __all__ = [
-    "test_key", "states_path", "loss_path", "load_model", "for_each_model", "extract", "run_models", "states", "gram_stack",
+    "test_key", "states_path", "loss_path", "load_model", "for_each_model", "extract", "run_models", "states",
+    "slot_states", "gram_stack",
     "response_loss",
 ]
 
@@ -142,7 +143,7 @@ def run_models(run: Run, progress: bool = True) -> None:
                                          batch_size=run.spec.extraction.batch_size)
             atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses})
 
-    for_each_model(run, run.slots, done, work, "states + loss")
+    for_each_model(run, run.slots + run.extra_slots, done, work, "states + loss")
 
 
 def states(run: Run, role: str, task: str, pooling: str = "last") -> NDArray[np.float32]:
@@ -156,7 +157,15 @@ def states(run: Run, role: str, task: str, pooling: str = "last") -> NDArray[np.
         KeyError: unknown role, task or pooling.
         RuntimeError: the cached states belong to other examples (a corrupted cache).
     """
-    slot = run.slot(role, task)
+    return slot_states(run, run.slot(role, task), task, pooling)
+
+
+def slot_states(run: Run, slot: ModelSlot, task: str, pooling: str = "last") -> NDArray[np.float32]:
+    """Hidden states ``(n_layers + 1, n_test, hidden_size)`` float32 of one model on a task (see :func:`states`).
+
+    Raises:
+        RuntimeError: the cached states belong to other examples (a corrupted cache).
+    """
     path = states_path(run, slot, task)
     if not path.is_file():
         run_models(run)
@@ -166,15 +175,20 @@ def states(run: Run, role: str, task: str, pooling: str = "last") -> NDArray[np.
     return hidden
 
 
-def gram_stack(run: Run, role: str, task: str, pooling: str = "last") -> tuple[str, str]:
+def gram_stack(run: Run, role: str, task: str, pooling: str = "last", slot: ModelSlot | None = None) -> tuple[str, str]:
     """Make sure the centred Grams of (role, task, pooling) for layers 1..L are cached.
+
+    Args:
+        run, role, task, pooling: which states.
+        slot: the model, when ``role`` has several on ``task`` (seed replicates, other-task controls);
+            default ``run.slot(role, task)``.
 
     Returns:
         (model name, task name) under which ``run.grams`` holds them.
     """
-    slot = run.slot(role, task)
+    slot = slot or run.slot(role, task)
     name, tkey = f"{slot.label}-{pooling}", f"{run.slug(task)}-{test_key(run, task)}"
-    run.grams.ensure(name, tkey, lambda: states(run, role, task, pooling)[1:],
+    run.grams.ensure(name, tkey, lambda: slot_states(run, slot, task, pooling)[1:],
                      metadata={"role": role, "task": task, "pooling": pooling})
     return name, tkey
 

@@ -19,16 +19,21 @@ from .. import spectra as _spectra
 from ..similarity import MEASURES
 from ..spectra import spectra_from_grams
 from ..stats import shuffled_row_null
-from ..vocab import (CONTROL_ROLE, HELDOUT_SFT, PT, PT_ROLE, SFT, SFT_ROLE, SIMILARITY_COLUMNS, comparison_name,
-                     null_name)
+from ..similarity import center_gram, get_measure
+from ..vocab import (CONTROL_ROLE, HALF_COLUMN, HELDOUT_ROLE, HELDOUT_SFT, OTHER_ROLE, PT, PT_ROLE, REPLICATE_ROLE,
+                     SEED_COLUMN, SFT, SFT_ROLE, SIMILARITY_COLUMNS, comparison_name, null_name)
 from .cached import cached_table
+from .slots import ModelSlot
 from .states import gram_stack, run_models, test_key
 
 if TYPE_CHECKING:
     from ..pipeline import Run
 
-__all__ = ["LINEAR_MEASURES", "Comparison", "measure_names", "comparison_plan", "similarity_table", "cka_table",
-           "spectra_table"]
+__all__ = ["LINEAR_MEASURES", "BASELINE_ROLES", "Comparison", "measure_names", "comparison_plan", "similarity_table",
+           "seed_table", "half_split", "halves_table", "findings_input", "cka_table", "spectra_table"]
+
+#: Roles of the baseline comparisons appended to the similarity table, each the mean over its models on a task.
+BASELINE_ROLES = (OTHER_ROLE, REPLICATE_ROLE)
 
 #: The measures compared on mean-pooled states and given a shuffled-row null (linear kernels).
 LINEAR_MEASURES = ("linear_cka", "debiased_cka")
@@ -95,7 +100,30 @@ def _similarity_rows(run: Run, measures: list[str], n_null: int) -> pd.DataFrame
             for measure in linear:
                 rows += _layer_rows(c, cluster, null_name(c.role), measure,
                                     shuffled_row_null(measure, G_model, G_control, perms), n)
+    rows += _baseline_rows(run, measures)
     return pd.DataFrame(rows)
+
+
+def _baseline_rows(run: Run, measures: list[str]) -> list[dict[str, Any]]:
+    """Rows of the baseline comparisons (:data:`BASELINE_ROLES`) on last-token states, after the main rows.
+
+    A task's value is the mean over the role's models on it: over its sibling tasks' controls for
+    ``other-task control``, over the control seeds for ``control replicate``.
+    """
+    rows: list[dict[str, Any]] = []
+    for task in run.spec.tasks:
+        cluster, n = run.cluster_of(task), len(run.tasks[task]["test"])
+        control = gram_stack(run, CONTROL_ROLE, task)
+        for role in BASELINE_ROLES:
+            slots = [s for s in run.extra_slots if s.role == role and task in s.tasks]
+            if not slots:
+                continue
+            c = Comparison(task, "last", role, tuple(measures), False)
+            for measure in measures:
+                values = np.mean([run.grams.compare(gram_stack(run, role, task, slot=s)[0], control[0], control[1],
+                                                    measure=measure) for s in slots], axis=0)
+                rows += _layer_rows(c, cluster, comparison_name(role), measure, values, n)
+    return rows
 
 
 def similarity_table(run: Run, *, n_null: int = 20) -> pd.DataFrame:
@@ -114,12 +142,107 @@ def similarity_table(run: Run, *, n_null: int = 20) -> pd.DataFrame:
     """
     run_models(run)
     measures = measure_names(run.spec.measures)
-    parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots],
+    parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots + run.extra_slots],
              "test_examples": [test_key(run, t) for t in run.spec.tasks],
              "measures": measures, "baselines": list(run.spec.baselines), "n_null": n_null, "seed": run.spec.data.seed}
-    code = [comparison_plan, _layer_rows, _similarity_rows, _similarity, shuffled_row_null]
+    code = [comparison_plan, _layer_rows, _similarity_rows, _baseline_rows, _similarity, shuffled_row_null]
     return cached_table(run.out / "tables", "similarity", parts, lambda: _similarity_rows(run, measures, n_null),
                         code=code, log=run.log)
+
+
+def _experimental_slots(run: Run) -> list[ModelSlot]:
+    """The SFT and held-out SFT models of every seed (the first seed's from the main design)."""
+    roles = (SFT_ROLE, HELDOUT_ROLE)
+    return [s for s in run.slots + run.extra_slots if s.role in roles and s.adapter is not None]
+
+
+def _seed_rows(run: Run) -> pd.DataFrame:
+    """Compute the seed table (see :func:`seed_table`)."""
+    measures = [m for m in measure_names(run.spec.measures) if m in LINEAR_MEASURES]
+    rows: list[dict[str, Any]] = []
+    for slot in _experimental_slots(run):
+        for task in run.spec.tasks:
+            cluster, n = run.cluster_of(task), len(run.tasks[task]["test"])
+            control, model = gram_stack(run, CONTROL_ROLE, task), gram_stack(run, slot.role, task, slot=slot)
+            c = Comparison(task, "last", slot.role, tuple(measures), False)
+            for measure in measures:
+                values = run.grams.compare(model[0], control[0], model[1], measure=measure)
+                rows += [r | {SEED_COLUMN: slot.seed} for r in _layer_rows(c, cluster, comparison_name(slot.role), measure, values, n)]
+    return pd.DataFrame(rows)
+
+
+def seed_table(run: Run) -> pd.DataFrame:
+    """SFT and held-out SFT vs control for every seed of ``training.seeds`` (last token, linear measures).
+
+    Returns:
+        The similarity columns plus ``seed`` (the adapter's training seed); empty when the run uses an
+        off-the-shelf experimental model. Cached in ``tables/seeds-<key>.parquet``.
+    """
+    run_models(run)
+    parts = {"slots": [(s.role, s.key, s.tasks, s.seed) for s in _experimental_slots(run)] + [
+                 (s.role, s.key) for s in run.slots if s.role == CONTROL_ROLE],
+             "test_examples": [test_key(run, t) for t in run.spec.tasks], "measures": list(run.spec.measures)}
+    return cached_table(run.out / "tables", "seeds", parts, lambda: _seed_rows(run),
+                        code=[_seed_rows, _experimental_slots, _layer_rows, _similarity], log=run.log)
+
+
+def half_split(n: int, seed: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Two disjoint halves of ``n`` test examples (sorted row indices), drawn from ``seed``: A gets ``n // 2``."""
+    perm = np.random.default_rng([seed, n]).permutation(n)
+    return np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
+
+
+def _halves_rows(run: Run) -> pd.DataFrame:
+    """Compute the split-half table (see :func:`halves_table`)."""
+    measures = [m for m in measure_names(run.spec.measures) if m in LINEAR_MEASURES]
+    rows: list[dict[str, Any]] = []
+    for task in run.spec.tasks:
+        cluster, n = run.cluster_of(task), len(run.tasks[task]["test"])
+        G_control = run.grams.get(*gram_stack(run, CONTROL_ROLE, task))
+        for role in (PT_ROLE, SFT_ROLE):
+            G_model = run.grams.get(*gram_stack(run, role, task))
+            for half, idx in zip("AB", half_split(n, run.spec.data.seed)):
+                block = np.ix_(idx, idx)
+                c = Comparison(task, "last", role, tuple(measures), False)
+                for measure in measures:
+                    m = get_measure(measure)
+                    values = np.array([m.from_grams(center_gram(Gm[block]), center_gram(Gc[block]))
+                                       for Gm, Gc in zip(G_model, G_control)])
+                    rows += [r | {HALF_COLUMN: half} for r in _layer_rows(c, cluster, comparison_name(role), measure, values, len(idx))]
+    return pd.DataFrame(rows)
+
+
+def halves_table(run: Run) -> pd.DataFrame:
+    """PT and SFT vs control on two disjoint halves of each task's test examples (:func:`half_split`).
+
+    Used by F6, so that the PT value and ΔCKA it correlates come from different examples and share no
+    noise. Linear measures, last token.
+
+    Returns:
+        The similarity columns plus ``half`` (``"A"`` or ``"B"``); ``n_examples`` is the half's size.
+        Cached in ``tables/halves-<key>.parquet``.
+    """
+    run_models(run)
+    parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots if s.role in (PT_ROLE, SFT_ROLE, CONTROL_ROLE)],
+             "test_examples": [test_key(run, t) for t in run.spec.tasks], "measures": list(run.spec.measures),
+             "seed": run.spec.data.seed}
+    return cached_table(run.out / "tables", "halves", parts, lambda: _halves_rows(run),
+                        code=[_halves_rows, half_split, _layer_rows, _similarity], log=run.log)
+
+
+def findings_input(similarity: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:
+    """The similarity table with the experimental models' rows of every seed (the findings' input).
+
+    The SFT and held-out SFT rows of the measures and pooling in ``seeds`` are replaced by ``seeds``'
+    rows (one per seed, with a ``seed`` column); every other row gets ``seed`` = NaN. With one seed
+    (or an empty ``seeds``) the table is ``similarity`` plus that column.
+    """
+    if seeds.empty:
+        return similarity.assign(**{SEED_COLUMN: np.nan})
+    replaced = (similarity["comparison"].isin(seeds["comparison"].unique())
+                & similarity["measure"].isin(seeds["measure"].unique()) & (similarity["pooling"] == "last"))
+    rest = similarity[~replaced].assign(**{SEED_COLUMN: np.nan})
+    return pd.concat([rest, seeds[list(similarity.columns) + [SEED_COLUMN]]], ignore_index=True)
 
 
 def cka_table(similarity: pd.DataFrame) -> pd.DataFrame:

@@ -58,16 +58,22 @@ class AdapterResult:
     seconds: float
 
 
-def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], recipe: dict[str, Any], prompt_key: str) -> str:
-    """Content key of an adapter: base model identity, exact training examples, recipe, prompt format.
+def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], recipe: dict[str, Any], prompt_key: str,
+                compute: dict[str, str] | None = None) -> str:
+    """Content key of an adapter: base model identity, exact training examples, recipe, prompt format
+    and compute settings.
 
     Args:
         base_fingerprint: from :func:`layerwise.models.model_fingerprint`.
         example_ids: ids of the training examples in training order.
-        recipe: :meth:`TrainingSpec.recipe`.
+        recipe: :meth:`TrainingSpec.recipe` (plus ``group_by_length`` when it is on).
         prompt_key: key of the prompt texts/targets (changes when a template changes).
+        compute: :meth:`layerwise.models.ComputeSettings.key_parts` (device type and dtype).
     """
-    return content_key({"base": base_fingerprint, "ids": list(example_ids), "recipe": recipe, "prompts": prompt_key})
+    parts = {"base": base_fingerprint, "ids": list(example_ids), "recipe": recipe, "prompts": prompt_key}
+    if compute is not None:
+        parts["compute"] = compute
+    return content_key(parts)
 
 
 #: The paper's LoRA targets (query and value projections) under each architecture's module names,
@@ -192,16 +198,40 @@ def training_config(spec: TrainingSpec, model: Any, *, output_dir: Path, device:
 
 
 def _trainer_class():
-    import torch
     from transformers import Trainer
 
     class ResponseOnlyTrainer(Trainer):
-        """Trainer whose loss is the mean NLL of response tokens, computing logits only where needed."""
+        """Trainer whose loss is the mean NLL of response tokens, computing logits only where needed.
+
+        ``token_stats`` (a dict) counts the real and the padded tokens of every batch it sees
+        (``"tokens"``, ``"slots"``); ``lengths`` (one per training example), when given, makes the
+        sampler group examples of similar length into batches (``transformers``'
+        :class:`~transformers.trainer_pt_utils.LengthGroupedSampler`, seeded by the recipe).
+        """
 
         loss_is_scaled_for_ga = True
 
+        def __init__(self, *args, token_stats: dict[str, int] | None = None, lengths: list[int] | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.token_stats = token_stats if token_stats is not None else {}
+            self.lengths = lengths
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.lengths is None:
+                return super()._get_train_sampler(train_dataset)
+            import torch
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            generator = torch.Generator()
+            generator.manual_seed(self.args.seed)
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=self.lengths, generator=generator)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
+            mask = inputs["attention_mask"]
+            self.token_stats["tokens"] = self.token_stats.get("tokens", 0) + int(mask.sum())
+            self.token_stats["slots"] = self.token_stats.get("slots", 0) + mask.numel()
             row_sums, row_counts, outputs = _response_nll(model, inputs, labels)
             loss_sum, count = row_sums.sum(), row_counts.sum()
             if num_items_in_batch is not None:
@@ -210,15 +240,27 @@ def _trainer_class():
                 loss = loss_sum / count.clamp(min=1) / self.current_gradient_accumulation_steps
             return (loss, outputs) if return_outputs else loss
 
-    del torch
     return ResponseOnlyTrainer
+
+
+#: Architectures whose causal-LM forward is ``lm_head(last_hidden_state)`` (then, for Gemma 2/3,
+#: the final logit soft-capping): for these the output layer is run on the response positions only.
+_HEAD_ONLY_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "smollm3")
 
 
 def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
     """Per-row sums of response-token NLL and per-row token counts for a left-padded batch.
 
-    Logits are computed only for the last ``keep`` positions: with left padding every response ends
-    at the last column, so the position before the earliest response token is the first one needed.
+    Logits are computed only where a loss is taken: the positions whose next token is a response
+    token. For the architectures of :data:`_HEAD_ONLY_ARCHS` the body runs once and the output
+    layer only on those positions of each row (with Gemma's 262k-word vocabulary the output layer
+    over every position costs more than the body). For other architectures the output layer runs
+    on the last columns from the earliest response start of the batch (``logits_to_keep``).
+
+    Args:
+        model: causal LM (possibly a ``peft`` model).
+        inputs: ``input_ids``, ``attention_mask``, ``position_ids`` - ``(batch, width)`` long.
+        labels: ``(batch, width)`` long, ``-100`` where no loss is taken.
 
     Returns:
         (row_sums ``(batch,)`` float32, row_counts ``(batch,)`` long, model outputs)
@@ -229,6 +271,25 @@ def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
     has_label = (labels != -100).any(dim=0)
     first = int(torch.nonzero(has_label)[0]) if bool(has_label.any()) else width - 1
     keep = min(width - first + 1, width)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "model_type", "") in _HEAD_ONLY_ARCHS and base.get_output_embeddings() is not None:
+        from .extraction import body_of
+
+        outputs = body_of(base)(**inputs, use_cache=False)
+        target = labels[:, 1:]
+        where = target != -100
+        hidden = outputs.last_hidden_state[:, :-1][where]  # (n_response_tokens, d)
+        logits = base.get_output_embeddings()(hidden)
+        cap = getattr(base.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        nll = torch.nn.functional.cross_entropy(logits.float(), target[where], reduction="none")
+        # Row sums over the same columns as the route below (the last keep - 1), so the float sums
+        # are taken in the same order and the loss is bit-identical to it.
+        cols = keep - 1
+        dense = torch.zeros((labels.shape[0], cols), dtype=nll.dtype, device=nll.device)
+        dense[where[:, target.shape[1] - cols :]] = nll
+        return dense.sum(dim=1), where.sum(dim=1), outputs
     outputs = model(**inputs, logits_to_keep=keep)
     logits = outputs.logits[:, :-1, :].float()
     target = labels[:, width - keep + 1 :]

@@ -207,8 +207,7 @@ def _trainer_class():
 
         ``token_stats`` (a dict) counts the real and the padded tokens of every batch it sees
         (``"tokens"``, ``"slots"``); ``lengths`` (one per training example), when given, makes the
-        sampler group examples of similar length into batches (``transformers``'
-        :class:`~transformers.trainer_pt_utils.LengthGroupedSampler`, seeded by the recipe).
+        sampler group examples of similar length into batches (:class:`_LengthGroupedSampler`).
         """
 
         loss_is_scaled_for_ga = True
@@ -221,13 +220,8 @@ def _trainer_class():
         def _get_train_sampler(self, train_dataset=None):
             if self.lengths is None:
                 return super()._get_train_sampler(train_dataset)
-            import torch
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            generator = torch.Generator()
-            generator.manual_seed(self.args.seed)
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths=self.lengths, generator=generator)
+            return _LengthGroupedSampler(self.lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                         seed=self.args.seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
@@ -243,6 +237,32 @@ def _trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return ResponseOnlyTrainer
+
+
+class _LengthGroupedSampler:
+    """Each epoch: a seeded random permutation, cut into mega-batches of 8 batches, each sorted by length.
+
+    The order comes from ``transformers``' ``get_length_grouped_indices``; unlike its
+    ``LengthGroupedSampler`` (whose mega-batch shrinks to one batch below 4 x 50 batches of data,
+    i.e. no grouping for a 32-example control) the mega-batch here is fixed at 8 batches.
+    """
+
+    MEGA_BATCH_MULT = 8
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, self.MEGA_BATCH_MULT, generator))
 
 
 #: Architectures whose causal-LM forward is ``lm_head(last_hidden_state)`` (then, for Gemma 2/3,

@@ -58,11 +58,13 @@ def prompt_hidden_states(
     """Hidden states of each prompt at every layer, pooled two ways, from one forward pass.
 
     Args:
-        model: causal LM (eval mode; adapters merged).
+        model: causal LM in eval mode, any dtype (adapters merged, or active in an
+            :class:`layerwise.training.AdapterBank`); states are pooled and returned in float32.
         tokenizer: its tokenizer.
         prompts: instruction-formatted prompts, ``n_examples`` of them.
         batch_size: prompts per forward pass.
-        progress: show a tqdm bar.
+        progress: show a progress bar in tokens (tokens/s, ETA; plain lines in a non-terminal log,
+            see :func:`layerwise.batching.token_progress`).
         desc: label of the bar.
 
     Returns:

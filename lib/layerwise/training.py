@@ -3,10 +3,12 @@
 Training uses ``peft`` LoRA and the Hugging Face :class:`~transformers.Trainer` (optimiser, cosine
 schedule, gradient accumulation, checkpoints, resume). The one thing we change is the loss
 computation (:class:`ResponseOnlyTrainer`): the loss is on response tokens only, as in the paper's
-LLaMA-Factory ``sft`` stage, and logits are computed only for the last positions of the left-padded
-batch, where the response sits. With Gemma's 262k-word vocabulary the output layer over every
-position costs more than the whole transformer body, so this roughly halves training time without
-changing the loss.
+LLaMA-Factory ``sft`` stage, and logits are computed only at each row's response positions. With
+Gemma's 262k-word vocabulary the output layer over every position costs more than the whole
+transformer body, so this roughly halves training time without changing the loss (bit-identical).
+
+Compute settings (device, dtype) come from :func:`layerwise.models.compute_settings` and are part
+of the adapter's key. :class:`AdapterBank` keeps one base model in memory and switches adapters.
 
 An adapter is stored in ``<output>/adapters/<name>-<key>/`` (``adapter_model.safetensors``,
 ``adapter_config.json``, ``training_log.json``, ``layerwise_adapter.json``), where ``key`` hashes the

@@ -276,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     gemm = {"float32": gemm_gflops(cfg, torch.float32, seconds=0.3 if args.quick else 1.0),
             "bfloat16": gemm_gflops(cfg, torch.bfloat16, seconds=0.3 if args.quick else 1.0)}
     extraction = bench_extraction(model, tok, test, spec.extraction.batch_size)
+    print(f"extraction: library {extraction['library_tok_s']:.1f} tok/s, bare {extraction['bare_tok_s']:.1f} tok/s", flush=True)
     del model
     training = bench_training(model_name, settings, train, args.spec, steps, cap_length=not args.quick)
+    print(f"training: library {training['library_tok_s']:.1f} tok/s, bare {training['bare_tok_s']:.1f} tok/s", flush=True)
     short = sorted(test, key=len)[:n_cka]
     cka = bench_cka_shift(model_name, tok, short, spec.extraction.batch_size) if n_cka >= 4 else None
 

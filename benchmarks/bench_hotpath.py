@@ -242,6 +242,8 @@ def bench_cka_shift(model_name: str, tok: Any, prompts: list[str], batch_size: i
         seconds[dtype] = time.perf_counter() - t0
     shift = dtype_cka_shift(ref, low)
     return {"n_prompts": len(prompts), "max_linear_cka_shift": shift["max_shift"],
+            "shift_per_layer": shift["shift"][0].tolist(),
+            "min_self_cka": {m: float(v.min()) for m, v in shift["self_cka"].items()},
             "min_cka_fp32_vs_bf16": shift["min_self_cka"], "within_1e-3": shift["max_shift"] <= 1e-3,
             "extraction_seconds": seconds}
 

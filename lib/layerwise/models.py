@@ -518,9 +518,10 @@ def load_model(name: str, *, device: str = "auto", dtype: str = "auto"):
 def load_random_init(name: str, *, device: str = "auto", seed: int = 0, dtype: str = "auto"):
     """The base model's architecture with freshly initialised (untrained) weights: a baseline.
 
-    Same config (layers, widths, vocabulary) as ``name``, weights drawn by the architecture's own
-    initialiser with ``torch.manual_seed(seed)``. CKA between this model and a control shows what
-    the architecture and the input tokens alone give, with no learned representations.
+    Same config (layers, widths, vocabulary) as ``name``, weights drawn in float32 by the
+    architecture's own initialiser with ``torch.manual_seed(seed)``, then cast to the compute dtype.
+    CKA between this model and a control shows what the architecture and the input tokens alone
+    give, with no learned representations.
 
     Returns:
         transformers.PreTrainedModel in eval mode on ``device``.
@@ -531,5 +532,6 @@ def load_random_init(name: str, *, device: str = "auto", seed: int = 0, dtype: s
     cs = compute_settings(device, dtype)
     config = AutoConfig.from_pretrained(str(resolve_model(name)))
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=cs.torch_dtype)
-    return model.to(cs.device).eval()
+    # drawn in float32 and then cast, so every dtype gets the same weights (up to rounding)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.to(device=cs.device, dtype=cs.torch_dtype).eval()

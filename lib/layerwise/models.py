@@ -438,7 +438,9 @@ def compute_settings(device: str = "auto", dtype: str = "auto", *, cuda_bf16: bo
 
     ``dtype: auto`` gives, on CUDA, bfloat16 where the GPU supports it, else float16 (the paper
     trained in fp16), with SDPA attention; on a CPU, bfloat16 where :func:`cpu_bf16_supported`,
-    else float32 (emulated bf16 products are slower than float32).
+    else float32 (emulated bf16 products are slower than float32). bf16 weights move the hidden
+    states well beyond float32 rounding: ``benchmarks/bench_hotpath.py`` measures how far linear CKA
+    moves (:func:`layerwise.extraction.dtype_cka_shift`) against the 1e-3 the results allow.
 
     Args:
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (see :func:`select_device`).

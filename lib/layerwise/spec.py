@@ -167,8 +167,6 @@ class RunSpec:
         output_dir: where adapters, hidden states and tables go (relative to the project root).
         data, training, extraction: sub-specs (see their classes).
         threads: torch CPU threads (0 = leave torch's default).
-        dtype: compute dtype of the base model: ``auto`` (bf16 on CPUs with native bf16 and on
-            CUDA, else float32; ``layerwise.models.compute_settings``), ``float32`` or ``bfloat16``.
         description: free text for the book's front page.
         preset: ``cpu`` (small CPU budget) or ``paper`` (the paper's recipe, ``paper.md`` §4); a
             preset fills the ``data`` and ``training`` settings the spec does not set itself.
@@ -195,7 +193,6 @@ class RunSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     extraction: ExtractionSpec = field(default_factory=ExtractionSpec)
     threads: int = 0
-    dtype: str = "auto"
     description: str = ""
     preset: str = "cpu"
     heldout_tasks: tuple[str, ...] = ()
@@ -218,7 +215,6 @@ class RunSpec:
             raise SpecError(exc.args[0] if exc.args else str(exc)) from None
         if self.threads < 0:
             raise SpecError(f"threads must be >= 0, got {self.threads}")
-        _choice("dtype", self.dtype, ("auto", "float32", "bfloat16"))  # = layerwise.models.DTYPES
         _choice("preset", self.preset, tuple(PRESETS))
         stray = [t for t in self.heldout_tasks if t not in self.tasks]
         if stray:

@@ -5,7 +5,6 @@ import torch
 
 from layerwise import models
 from layerwise.models import ComputeSettings, compute_settings, cpu_bf16_supported
-from layerwise.spec import SpecError, load_spec
 
 
 @pytest.fixture
@@ -65,10 +64,3 @@ def test_cpu_bf16_detection(flags, capability, want):
 def test_bad_dtype_names_the_choices():
     with pytest.raises(ValueError, match=r"dtype = 'fp8' is not valid; choose one of \['auto', 'float32', 'bfloat16'\]"):
         compute_settings("cpu", "fp8")
-
-
-def test_spec_dtype_key_is_validated():
-    assert load_spec("specs/smoke.yaml").dtype == "auto"
-    assert load_spec("specs/smoke.yaml", ["dtype=float32"]).dtype == "float32"
-    with pytest.raises(SpecError, match="dtype = 'half' is not valid"):
-        load_spec("specs/smoke.yaml", ["dtype=half"])

@@ -4,7 +4,8 @@
 #   make book BASE_MODEL=<alias|path|hf-id>   another base model
 #   make book SET="training.epochs=3 data.n_test=300"   any spec overrides
 #   make test                          the test suite (creates the environment if missing)
-#   make bench                         similarity benchmarks (ratios against the authors' route)
+#   make bench                         benchmarks: CKA against the authors' route; the hot path (extraction,
+#                                      LoRA training, GFLOP/s) against bare PyTorch loops
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -56,6 +57,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/bench_cka.py
+	$(PY) benchmarks/bench_hotpath.py
 
 # Pair notebooks/*.py with .ipynb for editing in Jupyter (the .py files stay the source of truth).
 sync: setup

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-__all__ = ["Encoded", "encode", "collate", "batches"]
+__all__ = ["Encoded", "encode", "collate", "batches", "padding_fraction", "token_progress"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,57 @@ def batches(n: int, batch_size: int, lengths: Sequence[int] | None = None) -> li
     """
     order = sorted(range(n), key=lambda i: lengths[i]) if lengths is not None else list(range(n))
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def padding_fraction(groups: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
+    """Share of padded token slots when the index ``groups`` are left-padded to their longest item.
+
+    Returns:
+        float in ``[0, 1)``: ``1 - sum(lengths) / sum(len(group) * max length in group)``.
+    """
+    slots = sum(len(g) * max(lengths[i] for i in g) for g in groups if len(g))
+    real = sum(lengths[i] for g in groups for i in g)
+    return 1.0 - real / slots if slots else 0.0
+
+
+class _LineWriter:
+    """File wrapper for tqdm in a log that is not a terminal: one line per refresh, no carriage returns."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").replace("\x1b[A", "").strip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def token_progress(total: int, desc: str, *, disable: bool = False, initial: int = 0):
+    """A tqdm bar counting tokens: shows tokens/s and the ETA.
+
+    On a terminal it refreshes in place; when standard error is not a terminal (a ``make book``
+    log) it writes one plain line at most every 30 s, and the final line, instead of a
+    carriage-return flood.
+
+    Args:
+        total: tokens to process.
+        desc: label.
+        disable: no output at all.
+        initial: tokens already done (a resumed training).
+
+    Returns:
+        tqdm.tqdm: call ``update(n_tokens)``, ``set_postfix``, ``close``.
+    """
+    import sys
+
+    tty = sys.stderr.isatty()
+    if tty:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, unit="tok", unit_scale=True, disable=disable, leave=not tty,
+                dynamic_ncols=tty, mininterval=0.5 if tty else 30.0, maxinterval=60.0 if tty else 1e9,
+                file=sys.stderr if tty else _LineWriter(sys.stderr), ascii=not tty)

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
-from .batching import batches, collate, encode
+from .batching import batches, collate, encode, token_progress
 from .cache import atomic_path
 
-__all__ = ["POOLINGS", "prompt_hidden_states", "last_token_hidden_states", "save_states", "has_states", "load_states", "body_of"]
+__all__ = ["POOLINGS", "prompt_hidden_states", "last_token_hidden_states", "save_states", "has_states", "load_states",
+           "body_of", "dtype_cka_shift"]
 
 
 def body_of(model: Any) -> Any:
@@ -56,11 +58,13 @@ def prompt_hidden_states(
     """Hidden states of each prompt at every layer, pooled two ways, from one forward pass.
 
     Args:
-        model: causal LM (eval mode; adapters merged).
+        model: causal LM in eval mode, any dtype (adapters merged, or active in an
+            :class:`layerwise.training.AdapterBank`); states are pooled and returned in float32.
         tokenizer: its tokenizer.
         prompts: instruction-formatted prompts, ``n_examples`` of them.
         batch_size: prompts per forward pass.
-        progress: show a tqdm bar.
+        progress: show a progress bar in tokens (tokens/s, ETA; plain lines in a non-terminal log,
+            see :func:`layerwise.batching.token_progress`).
         desc: label of the bar.
 
     Returns:
@@ -72,7 +76,6 @@ def prompt_hidden_states(
         ValueError: no prompts, or a state is not finite (the message names the example and layer).
     """
     import torch
-    from tqdm.auto import tqdm
 
     if len(prompts) == 0:
         raise ValueError("no prompts to extract hidden states from")
@@ -80,13 +83,16 @@ def prompt_hidden_states(
     items = [encode(tokenizer, p) for p in prompts]
     device = next(model.parameters()).device
     out: dict[str, np.ndarray] = {}
-    groups = batches(len(items), batch_size, [len(it.input_ids) for it in items])
+    lengths = [len(it.input_ids) for it in items]
+    groups = batches(len(items), batch_size, lengths)
     bos = tokenizer.bos_token_id
-    with torch.no_grad():
-        for idx in tqdm(groups, desc=desc or "hidden states", disable=not progress, leave=False):
+    bar = token_progress(sum(lengths), desc or "hidden states", disable=not progress)
+    with torch.inference_mode():
+        for idx in groups:
             batch = collate([items[i] for i in idx], tokenizer.pad_token_id, with_labels=False)
             batch = {k: v.to(device) for k, v in batch.items()}
             hs = body(**batch, output_hidden_states=True, use_cache=False).hidden_states
+            hs = [h.float() for h in hs]  # pooled in float32 whatever the compute dtype (no-op in float32)
             weights = batch["attention_mask"].clone()
             if bos is not None:
                 weights[batch["input_ids"] == bos] = 0
@@ -96,10 +102,12 @@ def prompt_hidden_states(
                 "mean": torch.stack([torch.einsum("btd,bt->bd", h, weights) for h in hs]),
             }
             for name, t in pooled.items():
-                arr = t.float().cpu().numpy()
+                arr = t.cpu().numpy()
                 if name not in out:
                     out[name] = np.empty((arr.shape[0], len(items), arr.shape[2]), dtype=np.float32)
                 out[name][:, idx, :] = arr
+            bar.update(sum(lengths[i] for i in idx))
+    bar.close()
     for name, arr in out.items():
         bad = ~np.isfinite(arr)
         if bad.any():
@@ -185,3 +193,52 @@ def load_states(path: Path, pooling: str = "last") -> tuple[np.ndarray, list[str
             raise KeyError(f"{path} holds no {pooling!r}-pooled states; it holds {sorted(f.keys())}")
         states = f.get_tensor(pooling)
     return states, json.loads(md["ids"]), json.loads(md["meta"])
+
+
+def dtype_cka_shift(
+    reference: Mapping[str, NDArray[np.float32]],
+    other: Mapping[str, NDArray[np.float32]],
+    *,
+    skip_embedding: bool = True,
+) -> dict[str, Any]:
+    """How far linear CKA moves when the hidden states are computed in another dtype (e.g. bf16).
+
+    For every pair of models ``(a, b)`` and every layer, the shift is
+    ``|CKA(other[a], other[b]) - CKA(reference[a], reference[b])|`` with linear CKA (Kornblith et
+    al. 2019, eq. 4; the paper's measure, §3); for every model, ``CKA(reference[m], other[m])``
+    says how close the low-precision states are to the float32 ones.
+
+    Args:
+        reference: model name -> float32-computed states ``(n_layers + 1, n_examples, hidden_size)``.
+        other: the same models' states computed in the other dtype (stored as float32), same shapes.
+        skip_embedding: leave out layer 0 (the embedding output; not in the paper's curves).
+
+    Returns:
+        dict: ``"pairs"`` - list of ``(a, b)``; ``"shift"`` - float64 ``(n_pairs, n_layers_used)``;
+        ``"max_shift"`` - float, the largest shift; ``"self_cka"`` - model -> float64
+        ``(n_layers_used,)``; ``"min_self_cka"`` - float.
+
+    Raises:
+        ValueError: the two mappings name different models, a shape differs, or fewer than two
+            models are given.
+    """
+    from itertools import combinations
+
+    from .similarity import linear_cka
+
+    if set(reference) != set(other):
+        raise ValueError(f"reference models {sorted(reference)} differ from other models {sorted(other)}")
+    if len(reference) < 2:
+        raise ValueError(f"need at least two models to compare, got {sorted(reference)}")
+    for m in reference:
+        if np.shape(reference[m]) != np.shape(other[m]):
+            raise ValueError(f"states of {m!r}: shape {np.shape(reference[m])} in reference, {np.shape(other[m])} in other")
+    start = 1 if skip_embedding else 0
+    names = list(reference)
+    layers = range(start, np.shape(reference[names[0]])[0])
+    pairs = list(combinations(names, 2))
+    shift = np.array([[abs(linear_cka(other[a][i], other[b][i]) - linear_cka(reference[a][i], reference[b][i]))
+                       for i in layers] for a, b in pairs], dtype=np.float64)
+    self_cka = {m: np.array([linear_cka(reference[m][i], other[m][i]) for i in layers], dtype=np.float64) for m in names}
+    return {"pairs": pairs, "shift": shift, "max_shift": float(shift.max()), "self_cka": self_cka,
+            "min_self_cka": float(min(v.min() for v in self_cka.values()))}

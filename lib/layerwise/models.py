@@ -37,6 +37,10 @@ __all__ = [
     "model_fingerprint",
     "select_device",
     "load_random_init",
+    "DTYPES",
+    "ComputeSettings",
+    "cpu_bf16_supported",
+    "compute_settings",
 ]
 
 
@@ -356,13 +360,124 @@ def select_device(device: str = "auto") -> str:
     raise ValueError(f"unknown device {device!r}; valid: 'auto', 'cpu', 'cuda', 'cuda:N'")
 
 
-def torch_dtype_for(device: str):
-    """fp32 on CPU (bf16 is slower than fp32 on CPUs without AMX); bf16 on CUDA if supported, else fp16."""
-    import torch
+#: Values of the run spec's ``dtype`` key: ``auto`` picks per device (see :func:`compute_settings`).
+DTYPES = ("auto", "float32", "bfloat16")
 
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+#: ``/proc/cpuinfo`` flags of CPUs with native bfloat16 matrix instructions (AVX512-BF16, AMX).
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where that file does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_bf16_supported(flags: set[str] | None = None, capability: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX).
+
+    Without those instructions PyTorch emulates bfloat16 products, which is many times slower than
+    float32, so bf16 is only worth it where this returns True.
+
+    Args:
+        flags: CPU flags to test (default: read from ``/proc/cpuinfo``).
+        capability: PyTorch's CPU capability string (default:
+            ``torch.backends.cpu.get_cpu_capability()``); an ``AMX`` or ``BF16`` capability counts too.
+
+    Returns:
+        bool
+    """
+    if flags is None:
+        flags = _cpu_flags()
+    if capability is None:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    return any(f in flags for f in _BF16_CPU_FLAGS) or any(k in capability.upper() for k in ("AMX", "BF16"))
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """Where and in which precision the models run: the one place that decides it.
+
+    Attributes:
+        device: ``cpu`` or ``cuda[:N]``.
+        dtype: name of the torch dtype of the base weights: ``float32``, ``bfloat16`` or ``float16``.
+            LoRA parameters and optimiser state stay float32; stored hidden states are float32.
+        attn_implementation: attention kernel passed to ``from_pretrained`` (``sdpa`` on CUDA;
+            ``None`` = the library's default on CPU).
+    """
+
+    device: str
+    dtype: str
+    attn_implementation: str | None = None
+
+    @property
+    def torch_dtype(self):
+        """The ``torch.dtype`` of :attr:`dtype`."""
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    def key_parts(self) -> dict[str, str]:
+        """What the compute settings add to a cache key of hidden states or adapters.
+
+        Returns:
+            dict: ``{"device": "cpu" | "cuda", "dtype": "float32" | "bfloat16" | "float16"}``; the
+            device index is left out (``cuda:0`` and ``cuda:1`` compute the same numbers).
+        """
+        return {"device": self.device.split(":", 1)[0], "dtype": self.dtype}
+
+
+def compute_settings(device: str = "auto", dtype: str = "auto", *, cuda_bf16: bool | None = None,
+                     cpu_bf16: bool | None = None) -> ComputeSettings:
+    """Resolve the device and the compute dtype of a run.
+
+    ``dtype: auto`` gives, on CUDA, bfloat16 where the GPU supports it, else float16 (the paper
+    trained in fp16), with SDPA attention; on a CPU, bfloat16 where :func:`cpu_bf16_supported`,
+    else float32 (emulated bf16 products are slower than float32). bf16 weights move the hidden
+    states well beyond float32 rounding: ``benchmarks/bench_hotpath.py`` measures how far linear CKA
+    moves (:func:`layerwise.extraction.dtype_cka_shift`) against the 1e-3 the results allow.
+
+    Args:
+        device: ``auto``, ``cpu`` or ``cuda[:N]`` (see :func:`select_device`).
+        dtype: one of :data:`DTYPES`.
+        cuda_bf16: override of ``torch.cuda.is_bf16_supported()`` (for tests).
+        cpu_bf16: override of :func:`cpu_bf16_supported` (for tests).
+
+    Returns:
+        ComputeSettings
+
+    Raises:
+        ValueError: ``dtype`` is not one of :data:`DTYPES`, ``device`` is invalid, or bfloat16 is
+            asked for on a GPU without bf16 support.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype = {dtype!r} is not valid; choose one of {list(DTYPES)}")
+    dev = select_device(device)
+    if dev.startswith("cuda"):
+        if cuda_bf16 is None:
+            import torch
+
+            cuda_bf16 = torch.cuda.is_bf16_supported()
+        if dtype == "bfloat16" and not cuda_bf16:
+            raise ValueError(f"dtype = 'bfloat16' requested but device {dev!r} does not support it; use 'auto' or 'float32'")
+        name = dtype if dtype != "auto" else ("bfloat16" if cuda_bf16 else "float16")
+        return ComputeSettings(dev, name, "sdpa")
+    if dtype == "auto":
+        dtype = "bfloat16" if (cpu_bf16_supported() if cpu_bf16 is None else cpu_bf16) else "float32"
+    return ComputeSettings(dev, dtype, None)
+
+
+def torch_dtype_for(device: str, dtype: str = "auto"):
+    """The torch dtype of the base weights on ``device`` (see :func:`compute_settings`)."""
+    return compute_settings(device, dtype).torch_dtype
 
 
 def load_tokenizer(name: str):
@@ -379,34 +494,39 @@ def load_tokenizer(name: str):
     return tok
 
 
-def load_model(name: str, *, device: str = "auto"):
+def load_model(name: str, *, device: str = "auto", dtype: str = "auto"):
     """Load a causal LM for a model string in eval mode.
 
     Args:
         name: model string (see :func:`resolve_model`).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        dtype: one of :data:`DTYPES` (see :func:`compute_settings`).
 
     Returns:
-        transformers.PreTrainedModel: on ``device``, fp32 on CPU, bf16/fp16 on CUDA.
+        transformers.PreTrainedModel: on ``device``, in the dtype of :func:`compute_settings`
+        (float32 on CPUs without native bf16; bf16/fp16 with SDPA attention on CUDA).
 
     Raises:
         ModelNotFoundError: see :func:`resolve_model`.
+        ValueError: bad ``device`` or ``dtype`` (see :func:`compute_settings`).
     """
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    dev = select_device(device)
-    model = AutoModelForCausalLM.from_pretrained(str(resolve_model(name)), dtype=torch_dtype_for(dev))
-    return model.to(dev).eval()
+    cs = compute_settings(device, dtype)
+    extra = {"attn_implementation": cs.attn_implementation} if cs.attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(str(resolve_model(name)), dtype=cs.torch_dtype, **extra)
+    return model.to(cs.device).eval()
 
 
-def load_random_init(name: str, *, device: str = "auto", seed: int = 0):
+def load_random_init(name: str, *, device: str = "auto", seed: int = 0, dtype: str = "auto"):
     """The base model's architecture with freshly initialised (untrained) weights: a baseline.
 
-    Same config (layers, widths, vocabulary) as ``name``, weights drawn by the architecture's own
-    initialiser with ``torch.manual_seed(seed)``. CKA between this model and a control shows what
-    the architecture and the input tokens alone give, with no learned representations.
+    Same config (layers, widths, vocabulary) as ``name``, weights drawn in float32 by the
+    architecture's own initialiser with ``torch.manual_seed(seed)``, then cast to the compute dtype.
+    CKA between this model and a control shows what the architecture and the input tokens alone
+    give, with no learned representations.
 
     Returns:
         transformers.PreTrainedModel in eval mode on ``device``.
@@ -414,8 +534,9 @@ def load_random_init(name: str, *, device: str = "auto", seed: int = 0):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    dev = select_device(device)
+    cs = compute_settings(device, dtype)
     config = AutoConfig.from_pretrained(str(resolve_model(name)))
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype_for(dev))
-    return model.to(dev).eval()
+    # drawn in float32 and then cast, so every dtype gets the same weights (up to rounding)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.to(device=cs.device, dtype=cs.torch_dtype).eval()

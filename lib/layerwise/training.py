@@ -3,10 +3,12 @@
 Training uses ``peft`` LoRA and the Hugging Face :class:`~transformers.Trainer` (optimiser, cosine
 schedule, gradient accumulation, checkpoints, resume). The one thing we change is the loss
 computation (:class:`ResponseOnlyTrainer`): the loss is on response tokens only, as in the paper's
-LLaMA-Factory ``sft`` stage, and logits are computed only for the last positions of the left-padded
-batch, where the response sits. With Gemma's 262k-word vocabulary the output layer over every
-position costs more than the whole transformer body, so this roughly halves training time without
-changing the loss.
+LLaMA-Factory ``sft`` stage, and logits are computed only at each row's response positions. With
+Gemma's 262k-word vocabulary the output layer over every position costs more than the whole
+transformer body, so this roughly halves training time without changing the loss (bit-identical).
+
+Compute settings (device, dtype) come from :func:`layerwise.models.compute_settings` and are part
+of the adapter's key. :class:`AdapterBank` keeps one base model in memory and switches adapters.
 
 An adapter is stored in ``<output>/adapters/<name>-<key>/`` (``adapter_model.safetensors``,
 ``adapter_config.json``, ``training_log.json``, ``layerwise_adapter.json``), where ``key`` hashes the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,6 +36,7 @@ __all__ = [
     "resolve_target_modules",
     "train_adapter",
     "load_adapter_model",
+    "AdapterBank",
     "response_token_loss",
 ]
 
@@ -58,16 +62,22 @@ class AdapterResult:
     seconds: float
 
 
-def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], recipe: dict[str, Any], prompt_key: str) -> str:
-    """Content key of an adapter: base model identity, exact training examples, recipe, prompt format.
+def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], recipe: dict[str, Any], prompt_key: str,
+                compute: dict[str, str] | None = None) -> str:
+    """Content key of an adapter: base model identity, exact training examples, recipe, prompt format
+    and compute settings.
 
     Args:
         base_fingerprint: from :func:`layerwise.models.model_fingerprint`.
         example_ids: ids of the training examples in training order.
-        recipe: :meth:`TrainingSpec.recipe`.
+        recipe: :meth:`TrainingSpec.recipe` (plus ``group_by_length`` when it is on).
         prompt_key: key of the prompt texts/targets (changes when a template changes).
+        compute: :meth:`layerwise.models.ComputeSettings.key_parts` (device type and dtype).
     """
-    return content_key({"base": base_fingerprint, "ids": list(example_ids), "recipe": recipe, "prompts": prompt_key})
+    parts = {"base": base_fingerprint, "ids": list(example_ids), "recipe": recipe, "prompts": prompt_key}
+    if compute is not None:
+        parts["compute"] = compute
+    return content_key(parts)
 
 
 #: The paper's LoRA targets (query and value projections) under each architecture's module names,
@@ -192,16 +202,34 @@ def training_config(spec: TrainingSpec, model: Any, *, output_dir: Path, device:
 
 
 def _trainer_class():
-    import torch
     from transformers import Trainer
 
     class ResponseOnlyTrainer(Trainer):
-        """Trainer whose loss is the mean NLL of response tokens, computing logits only where needed."""
+        """Trainer whose loss is the mean NLL of response tokens, computing logits only where needed.
+
+        ``token_stats`` (a dict) counts the real and the padded tokens of every batch it sees
+        (``"tokens"``, ``"slots"``); ``lengths`` (one per training example), when given, makes the
+        sampler group examples of similar length into batches (:class:`_LengthGroupedSampler`).
+        """
 
         loss_is_scaled_for_ga = True
 
+        def __init__(self, *args, token_stats: dict[str, int] | None = None, lengths: list[int] | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.token_stats = token_stats if token_stats is not None else {}
+            self.lengths = lengths
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.lengths is None:
+                return super()._get_train_sampler(train_dataset)
+            return _LengthGroupedSampler(self.lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                         seed=self.args.seed)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
+            mask = inputs["attention_mask"]
+            self.token_stats["tokens"] = self.token_stats.get("tokens", 0) + int(mask.sum())
+            self.token_stats["slots"] = self.token_stats.get("slots", 0) + mask.numel()
             row_sums, row_counts, outputs = _response_nll(model, inputs, labels)
             loss_sum, count = row_sums.sum(), row_counts.sum()
             if num_items_in_batch is not None:
@@ -210,15 +238,53 @@ def _trainer_class():
                 loss = loss_sum / count.clamp(min=1) / self.current_gradient_accumulation_steps
             return (loss, outputs) if return_outputs else loss
 
-    del torch
     return ResponseOnlyTrainer
+
+
+class _LengthGroupedSampler:
+    """Each epoch: a seeded random permutation, cut into mega-batches of 8 batches, each sorted by length.
+
+    The order comes from ``transformers``' ``get_length_grouped_indices``; unlike its
+    ``LengthGroupedSampler`` (whose mega-batch shrinks to one batch below 4 x 50 batches of data,
+    i.e. no grouping for a 32-example control) the mega-batch here is fixed at 8 batches.
+    """
+
+    MEGA_BATCH_MULT = 8
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, self.MEGA_BATCH_MULT, generator))
+
+
+#: Architectures whose causal-LM forward is ``lm_head(last_hidden_state)`` (then, for Gemma 2/3,
+#: the final logit soft-capping): for these the output layer is run on the response positions only.
+_HEAD_ONLY_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "smollm3")
 
 
 def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
     """Per-row sums of response-token NLL and per-row token counts for a left-padded batch.
 
-    Logits are computed only for the last ``keep`` positions: with left padding every response ends
-    at the last column, so the position before the earliest response token is the first one needed.
+    Logits are computed only where a loss is taken: the positions whose next token is a response
+    token. For the architectures of :data:`_HEAD_ONLY_ARCHS` the body runs once and the output
+    layer only on those positions of each row (with Gemma's 262k-word vocabulary the output layer
+    over every position costs more than the body). For other architectures the output layer runs
+    on the last columns from the earliest response start of the batch (``logits_to_keep``).
+
+    Args:
+        model: causal LM (possibly a ``peft`` model).
+        inputs: ``input_ids``, ``attention_mask``, ``position_ids`` - ``(batch, width)`` long.
+        labels: ``(batch, width)`` long, ``-100`` where no loss is taken.
 
     Returns:
         (row_sums ``(batch,)`` float32, row_counts ``(batch,)`` long, model outputs)
@@ -229,6 +295,25 @@ def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
     has_label = (labels != -100).any(dim=0)
     first = int(torch.nonzero(has_label)[0]) if bool(has_label.any()) else width - 1
     keep = min(width - first + 1, width)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "model_type", "") in _HEAD_ONLY_ARCHS and base.get_output_embeddings() is not None:
+        from .extraction import body_of
+
+        outputs = body_of(base)(**inputs, use_cache=False)
+        target = labels[:, 1:]
+        where = target != -100
+        hidden = outputs.last_hidden_state[:, :-1][where]  # (n_response_tokens, d)
+        logits = base.get_output_embeddings()(hidden)
+        cap = getattr(base.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        nll = torch.nn.functional.cross_entropy(logits.float(), target[where], reduction="none")
+        # Row sums over the same columns as the route below (the last keep - 1), so the float sums
+        # are taken in the same order and the loss is bit-identical to it.
+        cols = keep - 1
+        dense = torch.zeros((labels.shape[0], cols), dtype=nll.dtype, device=nll.device)
+        dense[where[:, target.shape[1] - cols :]] = nll
+        return dense.sum(dim=1), where.sum(dim=1), outputs
     outputs = model(**inputs, logits_to_keep=keep)
     logits = outputs.logits[:, :-1, :].float()
     target = labels[:, width - keep + 1 :]
@@ -249,6 +334,33 @@ class _EncodedDataset:
         return self.items[i]
 
 
+def _progress_callback(stats: dict[str, int], total_tokens: int, desc: str):
+    """A ``TrainerCallback`` showing tokens/s, ETA and the last loss on a :func:`token_progress` bar."""
+    from transformers import TrainerCallback
+
+    from .batching import token_progress
+
+    class TokenProgress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            done = int(total_tokens * state.global_step / state.max_steps) if state.max_steps else 0
+            self.bar = token_progress(total_tokens, desc, initial=done)
+            self.seen = stats.get("tokens", 0)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = stats.get("tokens", 0)
+            self.bar.update(now - self.seen)
+            self.seen = now
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+
+    return TokenProgress()
+
+
 def train_adapter(
     *,
     name: str,
@@ -260,6 +372,8 @@ def train_adapter(
     adapters_dir: Path,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
+    dtype: str = "auto",
+    group_by_length: bool = False,
 ) -> AdapterResult:
     """Train (or reuse) one LoRA adapter on prompt/response pairs.
 
@@ -268,6 +382,10 @@ def train_adapter(
     last one, so at most the steps since that checkpoint are lost, and the result equals an
     uninterrupted run with the same seed (tested).
 
+    The base weights are in the compute dtype of :func:`layerwise.models.compute_settings`; the
+    LoRA parameters and the optimiser state are float32 in every dtype (``peft`` keeps adapter
+    weights in float32).
+
     Args:
         name: ``sft`` for the multi-task model, ``control-<task>`` for a control.
         base_model: model string (see :func:`layerwise.models.resolve_model`).
@@ -275,54 +393,63 @@ def train_adapter(
             shuffles with ``spec.seed``).
         spec: LoRA recipe.
         adapters_dir: folder that holds all adapters of a run.
-        progress: show the Trainer's progress bar.
+        progress: show a progress bar (tokens/s, ETA, last loss).
         callbacks: extra ``transformers.TrainerCallback`` objects.
+        dtype: ``auto``, ``float32`` or ``bfloat16`` (the run spec's ``dtype``); part of the key.
+        group_by_length: batch examples of similar length together (``transformers``'
+            ``LengthGroupedSampler``, seeded): less padding, another batch composition, so another
+            adapter (part of the key when on).
 
     Returns:
         AdapterResult
 
     Raises:
-        ValueError: empty training set, lengths differ, a target module is missing, or a prompt does
-            not fit ``spec.max_length``.
+        ValueError: empty training set, lengths differ, a target module is missing, a prompt does
+            not fit ``spec.max_length``, or a bad ``dtype`` / device.
     """
     if not (len(prompts) == len(targets) == len(example_ids)):
         raise ValueError(f"prompts, targets and example_ids differ in length: {len(prompts)}, {len(targets)}, {len(example_ids)}")
     if not prompts:
         raise ValueError(f"adapter {name!r}: no training examples")
-    from .models import model_fingerprint
+    from .models import compute_settings, model_fingerprint
 
-    key = adapter_key(model_fingerprint(base_model), example_ids, spec.recipe(), content_key([list(prompts), list(targets)]))
+    cs = compute_settings(spec.device, dtype)
+    recipe = {**spec.recipe(), "group_by_length": True} if group_by_length else spec.recipe()
+    key = adapter_key(model_fingerprint(base_model), example_ids, recipe, content_key([list(prompts), list(targets)]),
+                      compute=cs.key_parts())
     final = adapters_dir / f"{name}-{key}"
     if (final / "layerwise_adapter.json").is_file():
         meta = read_json(final / "layerwise_adapter.json")
         return AdapterResult(name, final, key, read_json(final / "training_log.json"), True, meta["seconds"])
 
     from peft import get_peft_model
-    from transformers import set_seed
+    from transformers import PrinterCallback, ProgressCallback, set_seed
 
-    from .models import load_model, load_tokenizer, select_device
+    from .models import load_model, load_tokenizer
 
-    device = select_device(spec.device)
     tokenizer = load_tokenizer(base_model)
     items = [encode(tokenizer, p, t, max_length=spec.max_length) for p, t in zip(prompts, targets)]
     set_seed(spec.seed)
-    model = load_model(base_model, device=device)
+    model = load_model(base_model, device=cs.device, dtype=cs.dtype)
     model.train()
     work = adapters_dir / ".work" / f"{name}-{key}"
-    lora, args = training_config(spec, model, output_dir=work, device=device, progress=progress)
+    lora, args = training_config(spec, model, output_dir=work, device=cs.device, progress=False)
     model = get_peft_model(model, lora)
     steps_per_epoch = math.ceil(len(items) / (spec.batch_size * spec.grad_accum))
+    n_tokens = sum(len(it.input_ids) for it in items)
+    stats: dict[str, int] = {}
+    extra = [_progress_callback(stats, int(n_tokens * spec.epochs), f"train {name}")] if progress else []
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=_EncodedDataset(items),
         data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
-        callbacks=list(callbacks),
+        callbacks=list(callbacks) + extra,
+        token_stats=stats,
+        lengths=[len(it.input_ids) for it in items] if group_by_length else None,
     )
-    if not progress:
-        from transformers import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+    for cb in (PrinterCallback, ProgressCallback):  # our bar replaces them (no per-step log lines)
+        trainer.remove_callback(cb)
     resume = any(work.glob("checkpoint-*"))
     if resume:
         print(f"[layerwise] {name}: resuming from {sorted(work.glob('checkpoint-*'))[-1].name}", flush=True)
@@ -334,7 +461,6 @@ def train_adapter(
         for rec in trainer.state.log_history
         if "loss" in rec
     ]
-    n_tokens = sum(len(it.input_ids) for it in items)
     with atomic_path(final, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         atomic_write_json(tmp / "training_log.json", log)
@@ -349,9 +475,12 @@ def train_adapter(
                 "optimizer_steps": trainer.state.global_step,
                 "steps_per_epoch": steps_per_epoch,
                 "recipe": spec.recipe(),
+                "group_by_length": group_by_length,
                 "seconds": seconds,
                 "resumed": resume,
-                "device": device,
+                "device": cs.device,
+                "dtype": cs.dtype,
+                "padding_fraction": 1.0 - stats["tokens"] / stats["slots"] if stats.get("slots") else math.nan,
             },
         )
     shutil.rmtree(work, ignore_errors=True)
@@ -359,13 +488,14 @@ def train_adapter(
     return AdapterResult(name, final, key, log, False, seconds)
 
 
-def load_adapter_model(base_model: str, adapter: Path | None, *, device: str = "auto"):
+def load_adapter_model(base_model: str, adapter: Path | None, *, device: str = "auto", dtype: str = "auto"):
     """Load the base model, with a LoRA adapter merged in if one is given.
 
     Args:
         base_model: model string.
         adapter: adapter directory from :func:`train_adapter`, or ``None`` for the pre-trained model.
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
+        dtype: ``auto``, ``float32`` or ``bfloat16`` (see :func:`layerwise.models.compute_settings`).
 
     Returns:
         transformers.PreTrainedModel in eval mode; the adapter is merged into the weights (as the
@@ -373,12 +503,110 @@ def load_adapter_model(base_model: str, adapter: Path | None, *, device: str = "
     """
     from .models import load_model
 
-    model = load_model(base_model, device=device)
+    model = load_model(base_model, device=device, dtype=dtype)
     if adapter is None:
         return model
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
+
+
+class AdapterBank:
+    """One base model in memory with several LoRA adapters loaded once and switched.
+
+    Replaces one :func:`load_adapter_model` call per adapter (a full reload of the base weights
+    each time) by ``peft``'s ``load_adapter`` / ``set_adapter``::
+
+        bank = AdapterBank("gemma-3-270m", {"sft": path_sft, "control-x": path_x})
+        with bank.use(None) as model:          # the pre-trained model (adapters disabled)
+            ...
+        with bank.use("control-x") as model:   # base + that adapter
+            ...
+
+    In float32 the active adapter is merged into the base weights on entry and the base weights
+    are restored exactly (copied back) on exit, so every model computes bit-for-bit what
+    :func:`load_adapter_model` gives. In bf16/fp16 the adapter runs unmerged, in float32 next to
+    the base layer, as in training: merging a small LoRA update into bf16 weights would round most
+    of it away.
+
+    Args:
+        base_model: model string.
+        adapters: adapter name -> directory from :func:`train_adapter` (may be empty).
+        device, dtype: see :func:`layerwise.models.compute_settings`.
+        merge: merge the active adapter (default: only in float32).
+
+    Raises:
+        ValueError: an adapter name is empty or ``None``-like, or bad device/dtype.
+    """
+
+    def __init__(self, base_model: str, adapters: dict[str, Path], *, device: str = "auto", dtype: str = "auto",
+                 merge: bool | None = None):
+        from .models import compute_settings, load_model
+
+        bad = [n for n in adapters if not isinstance(n, str) or not n]
+        if bad:
+            raise ValueError(f"adapter names must be non-empty strings, got {bad}")
+        self.settings = compute_settings(device, dtype)
+        self.merge = self.settings.dtype == "float32" if merge is None else merge
+        self.names = list(adapters)
+        base = load_model(base_model, device=self.settings.device, dtype=self.settings.dtype)
+        self._originals: dict[str, Any] = {}
+        if not adapters:
+            self.model = base
+            return
+        from peft import PeftModel
+
+        first, *rest = self.names
+        peft_model = PeftModel.from_pretrained(base, str(adapters[first]), adapter_name=first)
+        for n in rest:
+            peft_model.load_adapter(str(adapters[n]), adapter_name=n)
+        peft_model.eval()
+        self.model = peft_model
+        if self.merge:
+            from peft.tuners.lora import LoraLayer
+
+            self._originals = {
+                name: mod.get_base_layer().weight.detach().clone()
+                for name, mod in peft_model.named_modules() if isinstance(mod, LoraLayer)
+            }
+
+    def _restore(self) -> None:
+        import torch
+
+        mods = dict(self.model.named_modules())
+        with torch.no_grad():
+            for name, weight in self._originals.items():
+                mods[name].get_base_layer().weight.copy_(weight)
+
+    @contextmanager
+    def use(self, name: str | None):
+        """Activate adapter ``name`` (``None``: the pre-trained model) for the ``with`` block.
+
+        Yields:
+            transformers.PreTrainedModel: the causal LM (eval mode) computing base + that adapter;
+            pass it to :func:`layerwise.extraction.prompt_hidden_states` or :func:`response_token_loss`.
+
+        Raises:
+            KeyError: ``name`` is not one of the bank's adapters (the message lists them).
+        """
+        if name is not None and name not in self.names:
+            raise KeyError(f"no adapter {name!r} in this bank; it holds {self.names}")
+        if not self.names:
+            yield self.model
+            return
+        if name is None:
+            with self.model.disable_adapter():
+                yield self.model.get_base_model()
+            return
+        self.model.set_adapter(name)
+        if self.merge:
+            self.model.merge_adapter()
+        try:
+            yield self.model.get_base_model()
+        finally:
+            if self.merge:
+                self.model.unmerge_adapter()
+                self._restore()
 
 
 def response_token_loss(
@@ -421,7 +649,8 @@ def response_token_loss(
 
 
 def adapter_summary(result: AdapterResult) -> dict[str, Any]:
-    """Flat record of an adapter for tables: name, key, steps, final loss, seconds, throughput, reused.
+    """Flat record of an adapter for tables: name, key, steps, final loss, seconds, throughput,
+    compute dtype, padding fraction (padded share of the token slots the training batches ran), reused.
 
     ``tokens_per_second`` is the training throughput: unpadded tokens (prompt + response) per
     epoch times epochs, over the wall seconds of ``Trainer.train`` (NaN for adapters saved by an
@@ -439,6 +668,8 @@ def adapter_summary(result: AdapterResult) -> dict[str, Any]:
         "last_loss": result.log[-1]["loss"] if result.log else math.nan,
         "train_seconds": meta["seconds"],
         "tokens_per_second": tokens / meta["seconds"] if meta["seconds"] > 0 else math.nan,
+        "dtype": meta.get("dtype", "float32"),
+        "padding_fraction": meta.get("padding_fraction", math.nan),
         "reused": result.reused,
     }
 

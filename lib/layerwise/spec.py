@@ -232,6 +232,8 @@ class TrainingSpec:
         control_seeds: extra seeds of the control adapters of the first ``ceiling_tasks`` tasks:
             the control-seed ceiling (CKA between two controls of one task); empty = no ceiling.
         ceiling_tasks: how many tasks (the first, in spec order) get the control replicates.
+        group_by_length: batch training examples of similar length together (less padding, so
+            fewer token slots per epoch; it changes which examples share a batch, hence the adapter).
         save_steps: checkpoint every this many optimiser steps (resume point after a kill).
         device: one of :data:`DEVICES`.
         dtype: one of :data:`DTYPES`.
@@ -251,6 +253,7 @@ class TrainingSpec:
     control_epochs: Annotated[float, BeforeValidator(_float_text), Strict(), Field(ge=0)] = 0.0
     control_seeds: Annotated[tuple[Seed, ...], BeforeValidator(_names)] = ()
     ceiling_tasks: Count = 4
+    group_by_length: Flag = False
     save_steps: PositiveInt = 25
     device: Device = "auto"
     dtype: Dtype = "auto"
@@ -274,7 +277,8 @@ class TrainingSpec:
         (``seeds``, ``control_epochs``, ``control_seeds``, ``ceiling_tasks``; each adapter's own seed and
         epochs are in ``seed`` and ``epochs``, see :meth:`for_adapter`)."""
         d = dataclasses.asdict(self)
-        for k in ("device", "dtype", "save_steps", "seeds", "control_epochs", "control_seeds", "ceiling_tasks"):
+        for k in ("device", "dtype", "save_steps", "seeds", "control_epochs", "control_seeds", "ceiling_tasks",
+                  "group_by_length"):  # group_by_length enters the adapter key in train_adapter, when on
             d.pop(k)
         return d
 

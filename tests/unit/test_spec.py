@@ -105,7 +105,7 @@ def test_every_problem_is_reported_one_line_each():
         "training.learning_rate = nan is not valid; it must be a finite number (not NaN or infinity)",
         "unknown spec key 'training.epoch' (did you mean 'epochs'?); valid keys under training: lora_r, lora_alpha, "
         "lora_dropout, target_modules, learning_rate, epochs, batch_size, grad_accum, max_length, seed, seeds, "
-            "control_epochs, control_seeds, ceiling_tasks, save_steps, "
+            "control_epochs, control_seeds, ceiling_tasks, group_by_length, save_steps, "
         "device, dtype",
         "extraction.device = 'tpu' is not valid; choose one of ['auto', 'cpu', 'mps', 'cuda', 'cuda:N']",
     ]

@@ -98,6 +98,7 @@ def train_adapters(run: Run, progress: bool = True) -> dict[str, training.Adapte
         t0 = time.perf_counter()
         res = training.train_adapter(name=name, base_model=run.spec.base_model, prompts=p, targets=t, example_ids=i,
                                      spec=adapter_recipe(run, name), adapters_dir=run.out / "adapters",
+                                     dtype=run.spec.training.dtype, group_by_length=run.spec.training.group_by_length,
                                      progress=progress and run.verbose)
         status = "reused" if res.reused else f"trained in {time.perf_counter() - t0:.0f} s"
         run.log(f"adapter {name}: {status} ({len(p)} examples)")

@@ -14,6 +14,7 @@ Outputs under the run's folder, keyed by the model's key and a content key of th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -26,8 +27,8 @@ from numpy.typing import NDArray
 
 from ..cache import atomic_write_json, content_key
 from ..extraction import has_states, load_states, prompt_hidden_states, save_states
-from ..models import load_random_init, load_tokenizer
-from ..training import load_adapter_model, response_token_loss
+from ..models import compute_settings, load_random_init, load_tokenizer
+from ..training import AdapterBank, load_adapter_model, response_token_loss
 from .slots import ModelSlot
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from ..pipeline import Run
 
 __all__ = [
-    "test_key", "states_path", "loss_path", "load_model", "for_each_model", "extract", "run_models", "states",
+    "test_key", "compute_key", "states_path", "loss_path", "load_model", "for_each_model", "extract", "run_models", "states",
     "slot_states", "gram_stack",
     "response_loss",
 ]
@@ -49,14 +50,21 @@ def test_key(run: Run, task: str) -> str:
     return content_key([list(te["id"]), list(te["prompt"]), list(te["target"])])
 
 
+def compute_key(run: Run) -> dict[str, str]:
+    """Where the run's models compute (device type and dtype): part of every hidden-state and loss key."""
+    return compute_settings(run.spec.extraction.device, run.spec.extraction.dtype).key_parts()
+
+
 def states_path(run: Run, slot: ModelSlot, task: str) -> Path:
-    """File of the hidden states of ``slot``'s model on ``task``'s test prompts."""
-    return run.out / "hidden_states" / slot.label / f"{run.slug(task)}-{test_key(run, task)}.safetensors"
+    """File of the hidden states of ``slot``'s model on ``task``'s test prompts (keyed by the test examples
+    and :func:`compute_key`)."""
+    key = content_key({"test": test_key(run, task), "compute": compute_key(run)})
+    return run.out / "hidden_states" / slot.label / f"{run.slug(task)}-{key}.safetensors"
 
 
 def loss_path(run: Run, slot: ModelSlot, task: str) -> Path:
     """File of the response loss of ``slot``'s model on ``task``'s first ``n_eval`` test examples."""
-    key = content_key([test_key(run, task), run.spec.data.n_eval])
+    key = content_key({"test": test_key(run, task), "n_eval": run.spec.data.n_eval, "compute": compute_key(run)})
     return run.out / "evaluation" / slot.label / f"{run.slug(task)}-{key}.json"
 
 
@@ -70,12 +78,18 @@ def load_model(run: Run, slot: ModelSlot) -> tuple[PreTrainedModel, PreTrainedTo
     Returns:
         (model, tokenizer): a ``transformers`` causal LM in eval mode and its tokenizer.
     """
-    device = run.spec.extraction.device
+    device, dtype = run.spec.extraction.device, run.spec.extraction.dtype
     if slot.random_init:
-        model = load_random_init(slot.model, device=device)
+        model = load_random_init(slot.model, device=device, dtype=dtype)
     else:
-        model = load_adapter_model(slot.model, slot.adapter, device=device)
+        model = load_adapter_model(slot.model, slot.adapter, device=device, dtype=dtype)
     return model, load_tokenizer(slot.model)
+
+
+def _bank(run: Run, slots: Sequence[ModelSlot]) -> AdapterBank:
+    """One base model with the adapters of every slot on it loaded once (see :class:`~layerwise.training.AdapterBank`)."""
+    adapters = {s.label: s.adapter for s in slots if s.adapter is not None and s.model == run.spec.base_model}
+    return AdapterBank(run.spec.base_model, adapters, device=run.spec.extraction.device, dtype=run.spec.extraction.dtype)
 
 
 def for_each_model(
@@ -87,8 +101,11 @@ def for_each_model(
 ) -> None:
     """Run ``work`` on every (slot, task) not ``done``, loading each slot's model once.
 
-    Slots with nothing to do are not loaded. After a slot, one progress line: its role, the
-    tasks done and the seconds taken (``what`` names the work, e.g. ``"evaluated"``).
+    Slots with nothing to do are not loaded. The base model is loaded once, with the adapters of
+    every slot that needs work on it (:class:`~layerwise.training.AdapterBank`, bit-identical to
+    loading each adapted model on its own in float32); random-init models and off-the-shelf
+    experimental checkpoints are loaded on their own. After a slot, one progress line: its role,
+    the tasks done and the seconds taken (``what`` names the work, e.g. ``"evaluated"``).
 
     Args:
         run: the run. slots: the models to go through, in order.
@@ -96,16 +113,23 @@ def for_each_model(
         work: ``(model, tokenizer, slot, task) -> None``, writes the result to disk.
         what: what the work is, for the progress line.
     """
-    for slot in slots:
-        todo = [t for t in slot.tasks if not done(slot, t)]
-        if not todo:
-            continue
+    pending = [(slot, [t for t in slot.tasks if not done(slot, t)]) for slot in slots]
+    pending = [(slot, todo) for slot, todo in pending if todo]
+    bank: AdapterBank | None = None
+    for slot, todo in pending:
         t0 = time.perf_counter()
-        model, tokenizer = load_model(run, slot)
-        for task in todo:
-            work(model, tokenizer, slot, task)
+        if slot.random_init or slot.model != run.spec.base_model:  # not the base model: loaded on its own
+            model, tokenizer = load_model(run, slot)
+            context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext(model)
+        else:
+            if bank is None:
+                bank, tokenizer = _bank(run, [s for s, _ in pending]), load_tokenizer(run.spec.base_model)
+            context = bank.use(slot.label if slot.adapter is not None else None)
+        with context as model:
+            for task in todo:
+                work(model, tokenizer, slot, task)
         run.log(f"{slot.role:12s} {','.join(todo)}: {what} in {time.perf_counter() - t0:.0f} s")
-        del model
+    del bank
 
 
 def extract(run: Run, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str,

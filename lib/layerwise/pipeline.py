@@ -304,7 +304,8 @@ class Run:
         out = {}
         for template, label in (("original", f"original template (first {n})"), ("other", "other template")):
             sub = tv[tv["template"] == template].drop(columns="template").assign(pooling="last")
-            out[label] = self._findings(sub, measure=measure, pooling="last", n_boot=n_boot)
+            out[label] = self._findings(sub, measure=measure, pooling="last", n_boot=n_boot,
+                                        exclude_tasks=self.gate_failures())
         return out
 
     def findings(self, *, measure: str = "linear_cka", pooling: str = "last", n_boot: int = 2000) -> pd.DataFrame:
@@ -314,7 +315,19 @@ class Run:
         reads the split-half table (:meth:`halves`).
         """
         sim = _tables.findings_input(self.similarity(), self.seeds())
-        return self._findings(sim, measure=measure, pooling=pooling, n_boot=n_boot, halves=self.halves())
+        return self._findings(sim, measure=measure, pooling=pooling, n_boot=n_boot, halves=self.halves(),
+                              exclude_tasks=self.gate_failures())
+
+    def gate(self, *, n_boot: int = 2000) -> pd.DataFrame:
+        """Did each control learn its task? (see :func:`layerwise.stages.evaluation.gate_table`)."""
+        return _evaluation.gate_table(self, n_boot=n_boot)
+
+    def gate_failures(self) -> list[str]:
+        """Tasks left out of the verdicts: those whose control failed the gate (none with ``gate: report``)."""
+        if self.spec.gate == "report":
+            return []
+        g = self.gate()
+        return list(g.loc[~g["passed"], "task"])
 
     def seeds(self) -> pd.DataFrame:
         """SFT and held-out SFT vs control for every training seed (see :func:`layerwise.stages.tables.seed_table`)."""
@@ -326,7 +339,7 @@ class Run:
         return _tables.halves_table(self)
 
     def _findings(self, similarity: pd.DataFrame, *, measure: str, pooling: str, n_boot: int,
-                  halves: pd.DataFrame | None = None) -> pd.DataFrame:
+                  halves: pd.DataFrame | None = None, exclude_tasks: Sequence[str] = ()) -> pd.DataFrame:
         return findings_table(evaluate_findings(similarity, measure=measure, pooling=pooling,
                                                 heldout_tasks=self.spec.heldout_tasks, n_boot=n_boot,
-                                                seed=self.spec.data.seed, halves=halves))
+                                                seed=self.spec.data.seed, halves=halves, exclude_tasks=exclude_tasks))

@@ -338,6 +338,10 @@ class RunSpec:
         measures: similarity measures computed for the result table (names from
             ``layerwise.similarity.MEASURES``), or ``[all]`` for every measure with a Gram form;
             at least one.
+        gate: ``enforce`` (default): a task whose control fails the "learned its task" gate
+            (:mod:`layerwise.gate`) is left out of every verdict; ``report``: the gate is computed and
+            shown, and no task is left out (for machinery checks such as the smoke run, whose random
+            model learns nothing).
         compare_models: other base models (model strings) for the cross-model chapter. Each one
             gets a *companion run* (:meth:`companion_specs`): this spec with only the base model
             changed, so tasks, data, templates and recipe are identical and the models' curves and
@@ -359,6 +363,7 @@ class RunSpec:
     baselines: Annotated[tuple[Annotated[str, Strict(), _choice(*BASELINES)], ...], BeforeValidator(_names)] = BASELINES
     measures: NonEmptyNames = ("linear_cka", "debiased_cka")
     compare_models: Names = ()
+    gate: Annotated[str, Strict(), _choice("enforce", "report")] = "enforce"
 
     def problems(self) -> list[str]:
         """Inconsistencies between keys, one line each (empty if none).

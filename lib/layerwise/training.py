@@ -617,6 +617,7 @@ def response_token_loss(
     *,
     batch_size: int = 8,
     max_length: int | None = None,
+    include_eos: bool = True,
 ) -> list[float]:
     """Mean negative log-likelihood (nats per token) of each target given its prompt.
 
@@ -626,15 +627,22 @@ def response_token_loss(
         prompts, targets: paired texts.
         batch_size: examples per forward pass.
         max_length: as in :func:`layerwise.batching.encode`.
+        include_eos: count the EOS token that ends every training response. Without it the loss
+            measures the answer alone: a pre-trained model never ends an answer with EOS, so with it
+            any fine-tuned model "beats" PT as soon as it has learned to stop.
 
     Returns:
-        list[float]: one value per example, in input order (response tokens include EOS).
+        list[float]: one value per example, in input order.
     """
     import torch
 
-    from .batching import batches
+    from .batching import Encoded, batches
 
     items = [encode(tokenizer, p, t, max_length=max_length) for p, t in zip(prompts, targets)]
+    if not include_eos and tokenizer.eos_token_id is not None:
+        items = [Encoded(it.input_ids[:-1], it.n_prompt)
+                 if len(it.input_ids) - it.n_prompt > 1 and it.input_ids[-1] == tokenizer.eos_token_id else it
+                 for it in items]
     out = [math.nan] * len(items)
     device = next(model.parameters()).device
     with torch.no_grad():

@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ..cache import atomic_write_json, content_key
+from ..cache import CorruptArtefact, atomic_write_json, content_key, discard_corrupt, read_verified_json
 from ..extraction import has_states, load_states, prompt_hidden_states, save_states
 from ..models import compute_settings, load_random_init, load_tokenizer
 from ..training import AdapterBank, load_adapter_model, response_token_loss
+from .cached import code_digest
 from .slots import ModelSlot
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "test_key", "compute_key", "states_path", "loss_path", "load_model", "for_each_model", "extract", "run_models", "states",
-    "slot_states", "gram_stack",
+    "slot_states", "gram_stack", "read_loss",
     "response_loss",
 ]
 
@@ -64,7 +65,8 @@ def states_path(run: Run, slot: ModelSlot, task: str) -> Path:
 
 def loss_path(run: Run, slot: ModelSlot, task: str) -> Path:
     """File of the response loss of ``slot``'s model on ``task``'s first ``n_eval`` test examples."""
-    key = content_key({"test": test_key(run, task), "n_eval": run.spec.data.n_eval, "compute": compute_key(run)})
+    key = content_key({"test": test_key(run, task), "n_eval": run.spec.data.n_eval, "compute": compute_key(run),
+                       "code": code_digest([response_token_loss])})
     return run.out / "evaluation" / slot.label / f"{run.slug(task)}-{key}.json"
 
 
@@ -163,9 +165,10 @@ def run_models(run: Run, progress: bool = True) -> None:
         lp = loss_path(run, slot, task)
         if not lp.is_file():
             prompts, targets, ids = list(te["prompt"]), list(te["target"]), list(te["id"])
-            losses = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval],
-                                         batch_size=run.spec.extraction.batch_size)
-            atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses})
+            kw = {"batch_size": run.spec.extraction.batch_size}
+            losses = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval], **kw)
+            answer = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval], include_eos=False, **kw)
+            atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses, "loss_no_eos": answer})
 
     for_each_model(run, run.slots + run.extra_slots, done, work, "states + loss")
 
@@ -220,13 +223,29 @@ def gram_stack(run: Run, role: str, task: str, pooling: str = "last", slot: Mode
 def response_loss(run: Run) -> pd.DataFrame:
     """Mean response-token NLL per (task, model role) on the first ``n_eval`` test examples.
 
-    Columns: ``task, cluster, role, loss`` (nats per token), ``n``.
+    Columns: ``task, cluster, role, loss`` (nats per token, EOS included as in training),
+    ``loss_no_eos`` (the answer's tokens alone), ``n``.
     """
     run_models(run)
     rows = []
     for slot in run.slots:
         for task in slot.tasks:
-            data = json.loads(loss_path(run, slot, task).read_text())
+            data = read_loss(run, slot, task)
             rows.append({"task": task, "cluster": run.cluster_of(task), "role": slot.role,
-                         "loss": float(np.mean(data["loss"])), "n": len(data["loss"])})
+                         "loss": float(np.mean(data["loss"])), "loss_no_eos": float(np.mean(data["loss_no_eos"])),
+                         "n": len(data["loss"])})
     return pd.DataFrame(rows)
+
+
+def read_loss(run: Run, slot: ModelSlot, task: str) -> dict[str, Any]:
+    """The response losses of a model on a task (``ids``, ``loss``, ``loss_no_eos``), verified when read.
+
+    A file that fails its check is reported with its path, removed and recomputed.
+    """
+    path = loss_path(run, slot, task)
+    try:
+        return read_verified_json(path, ("ids", "loss", "loss_no_eos"))
+    except CorruptArtefact as err:
+        discard_corrupt(err)
+        run_models(run)
+        return read_verified_json(path, ("ids", "loss", "loss_no_eos"))

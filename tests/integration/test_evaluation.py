@@ -130,6 +130,8 @@ class Scripted:
 
     A pre-hook on the model records ``input_ids``; a hook on ``lm_head`` replaces its logits (for the
     kept last positions) by +30 on the scripted successor and 0 elsewhere, so every answer is known.
+    The scoring takes the route that calls the whole model (the head-only route, which runs the body
+    and the output layer apart, is bit-identical to it: tests/integration/test_adapter_bank_dtype.py).
     """
 
     def __init__(self, model, tokenizer, table: dict[str, str]):
@@ -150,6 +152,9 @@ class Scripted:
     def __enter__(self):
         import torch
 
+        from layerwise import training
+
+        self._archs, training._HEAD_ONLY_ARCHS = training._HEAD_ONLY_ARCHS, ()
         state = {}
 
         def pre(module, args, kwargs):
@@ -169,6 +174,9 @@ class Scripted:
         return self.model
 
     def __exit__(self, *exc):
+        from layerwise import training
+
+        training._HEAD_ONLY_ARCHS = self._archs
         for h in self.handles:
             h.remove()
 

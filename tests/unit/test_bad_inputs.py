@@ -21,6 +21,11 @@ from layerwise.book import BOOK_ENV
 from layerwise.spec import PROJECT_ROOT
 
 SMOKE = (PROJECT_ROOT / "specs" / "smoke.yaml").read_text(encoding="utf-8")
+
+
+def _line(text: str) -> int:
+    """1-based line of the smoke spec that starts with ``text``."""
+    return next(i for i, line in enumerate(SMOKE.splitlines(), 1) if line.startswith(text))
 NOT_CACHED = "layerwise-tests/not-a-cached-model"
 
 
@@ -124,10 +129,10 @@ CASES = [
     ("n_test below RSA's minimum", ["data.n_test=2", "data.n_eval=2", "data.n_template_variant=0", "measures=[rsa]"],
      "data.n_test = 2 is not valid; too few test examples for the measures: rsa needs 3"),
     # ---- spec files
-    ("file: duplicate top-level key", _file(SMOKE + "name: again\n"), "key 'name' is written twice (lines 3 and 28); keep one"),
-    ("file: duplicate nested key", _file(SMOKE.replace("  epochs: 1\n", "  epochs: 1\n  epochs: 2\n")), "key 'training.epochs' is written twice (lines 22 and 23)"),
+    ("file: duplicate top-level key", _file(SMOKE + "name: again\n"), f"key 'name' is written twice (lines {_line('name:')} and {len(SMOKE.splitlines()) + 1}); keep one"),
+    ("file: duplicate nested key", _file(SMOKE.replace("  epochs: 1\n", "  epochs: 1\n  epochs: 2\n")), f"key 'training.epochs' is written twice (lines {_line('  epochs:')} and {_line('  epochs:') + 1})"),
     ("file: YAML syntax", _file(SMOKE.replace("heldout_tasks: [winogrande]", "heldout_tasks: [winogrande")), "YAML syntax error at line 9, column 9: expected ',' or ']', but got ':' (while parsing a flow sequence at line 8, column 16)"),
-    ("file: bad indentation", _file(SMOKE.replace("  n_test: 24", " n_test: 24")), "YAML syntax error at line 14, column 2: expected <block end>"),
+    ("file: bad indentation", _file(SMOKE.replace("  n_test: 24", " n_test: 24")), f"YAML syntax error at line {_line('  n_test:')}, column 2: expected <block end>"),
     ("file: top-level list", _file("- name\n- tasks\n"), "is not valid; it must hold a YAML mapping (key: value lines) at top level"),
     ("file: section null", _file(_without_training(SMOKE)), "training = None is not valid; a whole section cannot be null"),
     ("file: empty", _file(""), "tasks = [] is not valid; list at least one task"),

@@ -7,8 +7,9 @@ from layerwise.training import AdapterResult
 
 
 def _fake_train(monkeypatch, calls):
-    def fake(*, name, base_model, prompts, targets, example_ids, spec, adapters_dir, progress=True, callbacks=()):
-        calls.append((name, len(prompts), tuple(example_ids)))
+    def fake(*, name, base_model, prompts, targets, example_ids, spec, adapters_dir, progress=True, callbacks=(),
+             dtype="auto", group_by_length=False):
+        calls.append((name, len(prompts), tuple(example_ids), spec.seed, spec.epochs))
         return AdapterResult(name, adapters_dir / name, f"key-{name}", [], False, 0.0)
 
     monkeypatch.setattr("layerwise.training.train_adapter", fake)
@@ -20,7 +21,11 @@ def test_held_out_sft_leaves_out_exactly_the_heldout_tasks(monkeypatch, tmp_path
     run = pipeline.Run.from_spec("specs/smoke.yaml", [f"output_dir={tmp_path}"], verbose=False)
     run.train()
     by = {c[0]: c for c in calls}
-    assert set(by) == {"sft", "sft-heldout", "control-rt_sentence_polarity", "control-squad_v1", "control-e2e_nlg", "control-winogrande"}
+    assert set(by) == {"sft", "sft-heldout", "sft+seed43", "sft-heldout+seed43", "control-rt_sentence_polarity",
+                       "control-squad_v1", "control-e2e_nlg", "control-winogrande",
+                       "control-rt_sentence_polarity+seed1"}  # the smoke spec: seeds [42, 43], one control replicate
+    assert by["sft"][3] == 42 and by["sft+seed43"][3] == 43 and by["control-rt_sentence_polarity+seed1"][3] == 1
+    assert by["sft+seed43"][2] == by["sft"][2]  # a replicate sees the same examples; only its seed differs
     wino = set(run.tasks["winogrande"]["train"]["id"])
     assert wino <= set(by["sft"][2]) and not wino & set(by["sft-heldout"][2])
     assert by["sft"][1] == 4 * 16 and by["sft-heldout"][1] == 3 * 16

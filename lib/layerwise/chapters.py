@@ -161,16 +161,23 @@ def stand_in_caveat(overview: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------------------------
 
 def findings_summary(findings: pd.DataFrame, robust: Mapping[str, pd.DataFrame]) -> str:
-    """Findings page: the findings of each verdict (:data:`layerwise.findings.VERDICTS`), and how many keep theirs
-    under each robustness variant."""
+    """Findings page: the findings of each verdict (:data:`layerwise.findings.VERDICTS`; verdicts no finding got
+    are left out), and how many keep their verdict under each robustness variant.
+
+    Args:
+        findings: :meth:`layerwise.pipeline.Run.findings` (columns ``id, verdict``).
+        robust: variant label -> findings table of that variant.
+    """
     items = []
     for v in VERDICTS:
         ids = findings.loc[findings["verdict"] == v, "id"].tolist()
-        items.append(f"{mark(v)}: {len(ids)} of {len(findings)}" + (f" ({', '.join(ids)})" if ids else ""))
+        if ids:
+            items.append(f"{mark(v)}: {len(ids)} of {len(findings)} ({', '.join(ids)}).")
     ref = findings.set_index("id")["verdict"]
-    for label, table in robust.items():
-        other = table.set_index("id")["verdict"].reindex(ref.index)
-        items.append(f"Under {label}, {int((other == ref).sum())} of {len(ref)} findings keep their verdict.")
+    kept = [f"{int((t.set_index('id')['verdict'].reindex(ref.index) == ref).sum())} under {label}"
+            for label, t in robust.items()]
+    if kept:
+        items.append(f"Findings that keep their verdict (of {len(ref)}): {', '.join(kept)}.")
     return bullets(items)
 
 
@@ -220,11 +227,13 @@ def rq1_summary(ranking: pd.DataFrame, findings: pd.DataFrame) -> str:
     Args:
         ranking: :func:`layerwise.analysis.cluster_ranking` (sorted, columns ``cluster, paper_group``).
     """
-    k = min(4, len(ranking))
+    k = max(1, min(4, len(ranking) // 2))  # top and bottom k never overlap
     top = ranking.head(k)
+    high = int(ranking["paper_group"].eq("high").sum())
     return bullets([
         f"Highest CKA(PT, control): {', '.join(top['cluster'])}; lowest: {', '.join(ranking.tail(k)['cluster'][::-1])}.",
-        f"{int(top['paper_group'].eq('high').sum())} of the paper's 'high' clusters are in this run's top {k}.",
+        f"{int(top['paper_group'].eq('high').sum())} of the {high} clusters the paper found high (present here) are "
+        f"in this run's top {k}.",
         verdict_bullet(findings, "F1"), verdict_bullet(findings, "F6"),
     ])
 

@@ -503,10 +503,10 @@ def band_curve_chart(curve: Sequence[float], fitted: Sequence[float], *, title: 
     layers = range(1, len(curve) + 1)
     data = pd.concat([pd.DataFrame({"layer": layers, "series": signal, "value": list(curve)}),
                       pd.DataFrame({"layer": layers, "series": "fitted", "value": list(fitted)})], ignore_index=True)
-    title = title or f"{signal.capitalize()} over seen tasks and the band rule's three-piece segmented fit"
+    title = title or f"{signal[:1].upper()}{signal[1:]} over seen tasks and the band rule's three-piece segmented fit"
     return alt.Chart(data, title=title).mark_line(point=True).encode(
         x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y("value:Q", title="ΔCKA"),
         color=alt.Color("series:N", sort=[signal, "fitted"], title=None),
-        strokeDash=alt.StrokeDash("series:N", sort=[signal, "fitted"], title=None),
+        strokeDash=alt.StrokeDash("series:N", sort=[signal, "fitted"], legend=None),
         tooltip=["series", "layer", alt.Tooltip("value:Q", format="+.3f")],
     ).properties(width=_WIDTH, height=260)

@@ -76,7 +76,8 @@ def test_comparison_lines_band_is_translucent_and_linear_cka_comes_first(cka):
 def test_band_curve_chart_draws_the_curve_and_the_fit_by_layer():
     spec = charts.band_curve_chart([0.0, -0.01, 0.2, 0.25], [0.0, 0.0, 0.2, 0.25]).to_dict()
     assert spec["mark"]["type"] == "line" and spec["encoding"]["x"]["field"] == "layer"
-    assert "segmented" in spec["title"] and "plateau" not in spec["title"]
+    assert spec["title"].startswith("Median ΔCKA") and "segmented" in spec["title"] and "plateau" not in spec["title"]
+    assert spec["encoding"]["strokeDash"]["legend"] is None  # one legend, not two
     rows = next(iter(spec["datasets"].values()))
     assert {r["series"] for r in rows} == {"median ΔCKA", "fitted"} and len(rows) == 8
     assert {r["layer"] for r in rows} == {1, 2, 3, 4}

@@ -115,3 +115,35 @@ def test_rq1_summary_top_and_bottom_do_not_overlap():
     text = rq1_summary(ranking, _findings(F1=HOLDS, F6=HOLDS))
     assert "Highest CKA(PT, control): a, b; lowest: d, c." in text
     assert "1 of the 2 clusters the paper found high" in text
+
+
+def test_survival_sentence_and_robustness_summary_state_the_computed_counts():
+    from layerwise.chapters import robustness_summary, survival_markdown
+    from layerwise.findings import HOLDS, INCONCLUSIVE
+    from layerwise.findings.variants import survival, verdict_table
+
+    table = verdict_table({"paper": _findings(F1=HOLDS, F2=HOLDS), "orig": _findings(F1=HOLDS, F2=HOLDS),
+                           "other": _findings(F1=HOLDS, F2=INCONCLUSIVE)})
+    s = survival(table, pair=("orig", "other"))
+    assert survival_markdown(s) == ("1 of 2 findings get the same verdict under every variant: F1. With the other "
+                                    "template, 1 of 2 findings keep the verdict they have on the same examples with "
+                                    "the original template; changed: F2.")
+    floor = {"n": 24, "null": 0.2, "observed": 0.9, "debiased_null": 0.0, "debiased_observed": 0.8}
+    text = robustness_summary(floor, table, s)
+    assert "0.200 against 0.900" in text and "1 of 2 findings keep their verdict under all 3 variants: F1" in text
+    assert "1 of 2 tested findings change" in text
+
+
+def test_spectra_summary_and_stand_in_caveat():
+    import pandas as pd
+
+    from layerwise.chapters import spectra_summary, stand_in_caveat
+
+    spec = pd.DataFrame({"role": ["PT", "PT", "control", "control"], "layer": [1, 2, 1, 2],
+                         "effective_rank": [10.0, 8.0, 10.0, 4.0], "n_examples": 24})
+    text = spectra_summary(spec)
+    assert "PT 10.0 → 8.0" in text and "control 10.0 → 4.0" in text and "At most 24" in text
+    assert "Lowest at layer 2: control" in text
+    overview = pd.DataFrame({"model": ["a", "b"], "instruction_tuned": [False, True]})
+    assert stand_in_caveat(overview).startswith("- b is an instruction-tuned checkpoint")
+    assert stand_in_caveat(overview.assign(instruction_tuned=False)) == ""

@@ -67,13 +67,13 @@ band_diagram(diagram)
 # slower continued rise in the refinement band while PT keeps falling and spreading; and a
 # variant in which SFT's own curve dips before it rises), and null curves with no transition
 # (flat, a steady rise, flat-then-steady rise). Below, the same study at this run's number of
-# layers and tasks, with the noise measured on this run's ΔCKA curves, next to the two goal sizes
-# (18 layers × 12 tasks and 32 layers × 24 tasks; goal ≥ 80 % recovery within ±2 layers and
-# ≤ 10 % false positives). A draw *recovers* the bands when the transition is identifiable and
-# both boundaries are within ±1 (or ±2) layers of the truth.
+# layers and tasks, with the noise measured on this run's ΔCKA curves, next to the goal sizes
+# (`band_calibration.GOAL_SIZES`; the goal: high recovery within ±2 layers and few false
+# positives, the dashed lines of the chart). A draw *recovers* the bands when the transition is
+# identifiable and both boundaries are within ±1 (or ±2) layers of the truth.
 
 # %% tags=["remove-input"]
-from layerwise.band_calibration import (MIN_STUDY_LAYERS, calibration_study, estimate_task_noise, false_positive_table,
+from layerwise.band_calibration import (GOAL_SIZES, MIN_STUDY_LAYERS, calibration_study, estimate_task_noise, false_positive_table,
                                         recovery_table)
 from layerwise.bands import MIN_CONTRAST, MIN_RISE_Z, MIN_SHARPNESS
 from layerwise.charts import band_calibration_chart
@@ -81,7 +81,8 @@ from layerwise.charts import band_calibration_chart
 noise = estimate_task_noise(lin, tasks=seen)
 draws = calibration_study(L, len(seen), noise, seed=run.spec.data.seed)
 recovery, false_positives = recovery_table(draws), false_positive_table(draws)
-markdown(f"Per-task noise of ΔCKA measured on this run: SD {noise:.3f} per layer. Thresholds: "
+markdown(f"Per-task noise of ΔCKA measured on this run: SD {noise:.3f} per layer. Goal sizes: "
+         + " and ".join(f"{n_layers} layers × {n_tasks} tasks" for n_layers, n_tasks in GOAL_SIZES) + ". Thresholds: "
          f"rise ≥ {MIN_RISE_Z:g} SE, sharpness ≥ {MIN_SHARPNESS:g}, contrast ≥ {MIN_CONTRAST:g}."
          + (f" This run's {L} layers are too few for the simulated shapes (at least {MIN_STUDY_LAYERS}); "
             "only the goal sizes are shown." if L < MIN_STUDY_LAYERS else ""))

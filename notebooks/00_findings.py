@@ -14,11 +14,13 @@
 # for this run. Every number on this page is computed from the run's result tables when the book
 # is built.
 #
-# **How to read the verdicts.** Each finding is turned into a statistic whose sign the paper
-# predicts, with a 95 % bootstrap interval over tasks. *holds*: the interval lies on the paper's
-# side; *does not hold*: it lies on the other side; *inconclusive*: it covers zero (or there are too
-# few tasks for an interval). The band findings use the explicit band rule of the layer-bands
-# chapter.
+# **Reading guide.** Each finding is turned into a statistic whose sign the paper predicts, with a
+# 95 % interval over tasks, and gets one of four verdicts: *holds* - the interval lies on the
+# paper's side; *does not hold* - it lies on the other side; *inconclusive* - it covers zero (or
+# there are too few tasks for an interval); *inconclusive (underpowered)* - inconclusive, and the
+# smallest effect this run could detect is larger than the effect the paper shows, so the run
+# could not have seen it. The band findings use the explicit band rule of the layer-bands chapter.
+# Start with "The findings" table; each row links to the chapter that shows it.
 
 # %% tags=["parameters"]
 spec_path = "specs/default.yaml"
@@ -101,3 +103,30 @@ power_table(findings)
 # - **Spectra** - singular-value spectra and effective rank per layer and model.
 # - **Across models** - the same design on a second base model; curves, bands and the cluster
 #   ranking compared in relative depth.
+
+# %% [markdown]
+# ## Caveats
+#
+# - The models and the training runs are far smaller than the paper's Llama 2 7B setting (see
+#   "What this run does differently from the paper"); a verdict is about this run, not a
+#   judgement of the paper.
+# - The intervals resample tasks; with few tasks they are wide and many verdicts are
+#   inconclusive. "What this run can detect" says which of them the run was too small to decide.
+# - The tasks are offline stand-ins for the Flan 2021 datasets where the originals are not
+#   available (see the task-suite chapter).
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+from layerwise.chapters import findings_summary
+
+markdown(findings_summary(findings, robust))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "wei2022", "hu2022", "kornblith2019", "song2012", "efron1987"))

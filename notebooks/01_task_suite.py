@@ -15,6 +15,13 @@
 # and the end of the prompt is always kept. Train and test examples are disjoint and drawn
 # deterministically from the run's seed. Tasks named `flan2021:<task>` (the paper's own data from the
 # hub) or `file:<path>` (local alpaca files) keep the prompts their source wrote.
+#
+# **Reading guide.** "The run" lists the settings every chapter reads; "Clusters" shows which of
+# the 12 clusters this run and the offline registry cover; the provenance table says where each
+# task's data comes from and how close it is to the paper's; the last sections show prompt lengths
+# and one prompt per task as the models see it. These prompts feed the training chapter (one
+# multi-task SFT adapter on all training splits, one control adapter per task) and the CKA
+# chapters (hidden states on the test splits).
 
 # %% tags=["parameters"]
 spec_path = "specs/default.yaml"
@@ -159,12 +166,27 @@ for ex in example_prompts(run.tasks):
     )
 
 # %% [markdown]
-# ## Summary
+# ## Caveats
 #
-# These prompts feed the training chapter (one multi-task SFT adapter on all training splits, one
-# control adapter per task) and the CKA chapter (hidden states on the test splits). Caveats: most
-# offline sources hold the original datasets' dev or test splits, and Flan-T5-style models were
-# trained on the train splits of several of them (SQuAD, XSum, E2E, WebNLG, CommonGen, CoQA,
-# WinoGrande, Cosmos QA), so a pre-trained model may have seen related text; BIG-bench files carry
-# a canary string, and several licences (WebNLG, XSum, the pattern corpora, the Brown corpus) limit
-# use to research. No raw data is committed to this repository; it is fetched at setup.
+# - Most offline sources hold the original datasets' dev or test splits, and Flan-T5-style models
+#   were trained on the train splits of several of them (SQuAD, XSum, E2E, WebNLG, CommonGen,
+#   CoQA, WinoGrande, Cosmos QA), so a pre-trained model may have seen related text.
+# - BIG-bench files carry a canary string, and several licences (WebNLG, XSum, the pattern
+#   corpora, the Brown corpus) limit use to research.
+# - No raw data is committed to this repository; it is fetched at setup.
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+from layerwise.chapters import task_suite_summary
+
+markdown(task_suite_summary(table, coverage, summary))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "wei2022"))

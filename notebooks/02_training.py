@@ -14,6 +14,12 @@
 # alpha=16 on `q_proj` and `v_proj`) and a loss on response tokens only. A CKA between SFT and a
 # control only means something if the control really learned its task, so this chapter also
 # checks each control against PT on its own task's test split.
+#
+# **Reading guide.** The adapter table and the loss curves show the training itself; "Does each
+# control learn its task?" compares the response-token loss of PT, SFT and each control on the
+# task's test examples (lower is better), and "Task-level evaluation" the same with each task's
+# own metric (higher is better). A control that does not beat PT is no specialist, and its CKA
+# comparisons in the later chapters should be read with care.
 
 # %% tags=["parameters"]
 spec_path = "specs/default.yaml"
@@ -21,6 +27,7 @@ overrides = []
 
 # %% tags=["remove-input"]
 from layerwise.charts import loss_curves, response_loss_chart
+from layerwise.chapters import metric_comparison, response_loss_comparison
 from layerwise.report import fmt, markdown, open_run
 from layerwise import vocab
 
@@ -61,9 +68,7 @@ loss_curves(log)
 response_loss_chart(loss[loss["role"] != vocab.RANDOM_ROLE])
 
 # %% tags=["remove-input"]
-wide = loss[loss["role"] != vocab.RANDOM_ROLE].pivot(index="task", columns="role", values="loss").reset_index()
-wide["control beats PT"] = wide[vocab.CONTROL_ROLE] < wide[vocab.PT_ROLE]
-wide["SFT beats PT"] = wide[vocab.SFT_ROLE] < wide[vocab.PT_ROLE]
+wide = response_loss_comparison(loss)
 n_ctrl = int(wide["control beats PT"].sum())
 n_sft = int(wide["SFT beats PT"].sum())
 gap = (wide[vocab.SFT_ROLE] - wide[vocab.CONTROL_ROLE]).mean()
@@ -89,7 +94,7 @@ from layerwise.charts import task_metric_chart
 task_metric_chart(metrics)
 
 # %% tags=["remove-input"]
-mw = metrics.pivot(index=["task", "metric"], columns="role", values="value").reset_index()
+mw = metric_comparison(metrics)
 n_beat = int((mw[vocab.CONTROL_ROLE] > mw[vocab.PT_ROLE]).sum())
 n_tie = int((mw[vocab.CONTROL_ROLE] == mw[vocab.PT_ROLE]).sum())
 markdown(
@@ -99,3 +104,29 @@ markdown(
     f"{1 / int(metrics['n'].iloc[0]):.3f}, so the response loss above is the finer check."
 )
 mw.style.hide(axis="index").format(precision=3)
+
+# %% [markdown]
+# ## Caveats
+#
+# - The adapters are trained on few examples for a short schedule (see the run's settings), far
+#   less than the paper's; the controls are specialists only as far as the comparisons above show.
+# - The evaluation uses the first test examples of each task only, so a task metric moves in
+#   coarse steps; the response loss is the finer check.
+# - A reused adapter shows the wall time and throughput recorded when it was trained, possibly on
+#   a busier machine.
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+from layerwise.chapters import training_summary
+
+markdown(training_summary(summary, loss, metrics))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "hu2022", "wei2022", "lin2004"))

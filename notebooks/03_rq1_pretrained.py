@@ -28,6 +28,9 @@ findings = run.findings()
 means = cluster_layer_means(sim, vocab.PT)
 ranking = cluster_ranking(sim, vocab.PT)
 
+# %% [markdown]
+# ## Clusters under pre-training
+
 # %% tags=["remove-input"]
 cluster_curves_chart(means, title="CKA(PT, control) by cluster and layer")
 
@@ -45,6 +48,25 @@ markdown(
 ranking.style.hide(axis="index").format({"value": "{:.3f}"})
 
 # %% [markdown]
-# **Caveats.** With one task per cluster (the default spec), a cluster's value is one task's value,
-# so the ranking says as much about the tasks picked as about the clusters. The tasks here are
-# offline stand-ins for the Flan 2021 datasets (see the task-suite chapter).
+# ## Caveats
+#
+# - With one task per cluster (the default spec), a cluster's value is one task's value, so the
+#   ranking says as much about the tasks picked as about the clusters.
+# - The tasks here are offline stand-ins for the Flan 2021 datasets (see the task-suite chapter).
+# - Biased linear CKA is inflated at few examples; the robustness chapter shows debiased CKA.
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+from layerwise.chapters import rq1_summary
+
+markdown(rq1_summary(ranking, findings))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "kornblith2019", "wei2022", "hu2022"))

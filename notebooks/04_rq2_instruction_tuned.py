@@ -14,6 +14,10 @@
 # Layer 0 (the embeddings) is left out, as in the paper: LoRA on attention projections does not
 # change it, and the last prompt token is the same answer-cue token in every prompt. The last layer
 # is the output after the final norm, as in the paper.
+#
+# **Reading guide.** "Per task" draws one curve per task, "Spread over tasks per layer" the
+# distribution over tasks (the paper's Figure 2), and the heat map ΔCKA by cluster and layer (the
+# paper's Figure 3); the verdicts of the layer-wise findings are stated below the spread chart.
 
 # %% tags=["parameters"]
 spec_path = "specs/default.yaml"
@@ -76,3 +80,19 @@ cka.pivot_table(index="layer", columns=["comparison", "task"], values="value").r
 #   paper's; the shape of the curves is what to compare.
 # - Biased linear CKA is inflated when the number of examples is small relative to the hidden
 #   size; the robustness chapter shows debiased CKA and null baselines on the same axes.
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+from layerwise.chapters import rq2_summary
+
+markdown(rq2_summary(findings))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "kornblith2019", "wei2022", "hu2022"))

@@ -26,6 +26,9 @@ sim = run.similarity()
 findings = run.findings()
 held = list(run.spec.heldout_tasks)
 
+# %% [markdown]
+# ## Held-out tasks against their controls
+
 # %% tags=["remove-input"]
 if held:
     comps = [vocab.PT, vocab.SFT, vocab.HELDOUT_SFT]
@@ -40,3 +43,27 @@ display_chart
 # %% tags=["remove-input"]
 if held:
     markdown("\n\n".join(finding_sentence(findings, f) for f in ("F7a", "F7b")))
+
+# %% [markdown]
+# ## Caveats
+#
+# - With few held-out tasks the verdicts on unseen tasks rest on very few curves; below the
+#   findings' minimum number of held-out tasks they are marked underpowered by design.
+# - The held-out SFT model is trained on fewer tasks than the SFT model, so part of any
+#   difference between them is the smaller training set, not unseen-ness alone.
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+from layerwise.chapters import rq3_summary
+
+markdown(rq3_summary(findings, held))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "kornblith2019", "wei2022", "hu2022"))

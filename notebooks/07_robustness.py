@@ -19,16 +19,22 @@
 #   templates, read by every model;
 #
 # and re-evaluates the paper's findings under the variants, to say which conclusions survive.
+#
+# **Reading guide.** Each section puts one variant next to the paper's setting, as the median over
+# tasks per layer (shaded: the middle half of the tasks); click a comparison in the legend to
+# highlight it. The last section, "Which conclusions survive", is the chapter's answer: the
+# verdict of every finding under every variant.
 
 # %% tags=["parameters"]
 spec_path = "specs/default.yaml"
 overrides = []
 
 # %% tags=["remove-input"]
-import pandas as pd
 from IPython.display import display
 
+from layerwise.chapters import estimator_floor, estimator_floor_markdown, survival_markdown, template_shift_markdown
 from layerwise.charts import comparison_lines
+from layerwise.findings.variants import survival, verdict_table
 from layerwise.report import markdown, open_run
 from layerwise import vocab
 
@@ -48,18 +54,8 @@ comparison_lines(last[last["measure"].isin(["linear_cka", "debiased_cka"])], com
                  title="Linear CKA, biased and debiased, with null and random-init baselines")
 
 # %% tags=["remove-input"]
-lin = last[last["measure"] == "linear_cka"]
-null = lin[lin["comparison"] == vocab.SHUFFLED_SFT]["value"].median()
-obs = lin[lin["comparison"] == vocab.SFT]["value"].median()
-deb = last[(last["measure"] == "debiased_cka")]
-deb_null = deb[deb["comparison"] == vocab.SHUFFLED_SFT]["value"].median()
-deb_obs = deb[deb["comparison"] == vocab.SFT]["value"].median()
-n = int(lin["n_examples"].iloc[0])
-markdown(
-    f"At n = {n} test examples per task, the median biased CKA of the shuffled-row null is {null:.3f} "
-    f"against {obs:.3f} for SFT vs control (median over tasks and layers); for debiased CKA the null is "
-    f"{deb_null:.3f} against {deb_obs:.3f}."
-)
+floor = estimator_floor(last)
+markdown(estimator_floor_markdown(floor))
 
 # %% [markdown]
 # ## Other similarity measures
@@ -99,16 +95,7 @@ else:
     display(comparison_lines(tv[tv["template"] == "across"],
                              comparisons=sorted(set(tv.loc[tv["template"] == "across", "comparison"])),
                              title="Each model against itself across templates"))
-    wide = tv_lin[tv_lin["template"] != "across"].pivot_table(index=["task", "layer", "comparison"], columns="template",
-                                                             values="value")
-    shift = (wide["other"] - wide["original"]).abs().groupby(level="comparison").median()
-    across = tv_lin[tv_lin["template"] == "across"].groupby("comparison")["value"].median()
-    markdown(
-        f"On {tv['n_examples'].iloc[0]} examples of each of {tv['task'].nunique()} tasks, changing the template moves "
-        + " and ".join(f"CKA({c.split(' vs ')[0]}, control) by a median {v:.3f}" for c, v in shift.items())
-        + " (absolute change, over tasks and layers), while each model's own states under the two templates have a "
-        "median linear CKA of " + ", ".join(f"{v:.3f} ({c.split(':')[0]})" for c, v in across.items()) + "."
-    )
+    markdown(template_shift_markdown(tv))
 
 # %% [markdown]
 # ## Which conclusions survive
@@ -127,16 +114,33 @@ for name in ("rbf_cka", "svcca", "procrustes"):
         variants[name.replace("_", " ")] = run.findings(measure=name)
 templates = run.template_findings()
 variants.update(templates)
-table = pd.DataFrame({k: v.set_index("id")["verdict"] for k, v in variants.items()}).fillna("–")
-survive = table.eq(table.iloc[:, 0], axis=0).all(axis=1)
-lines = [f"{int(survive.sum())} of {len(table)} findings get the same verdict under every variant: "
-         f"{', '.join(table.index[survive]) or 'none'}."]
-if templates:
-    a, b = (table[k] for k in templates)
-    tested = a.ne("–") & b.ne("–")
-    same = (a == b) & tested
-    lines.append(f"With the other template, {int(same.sum())} of {int(tested.sum())} findings keep the verdict they "
-                 f"have on the same examples with the original template"
-                 + (f"; changed: {', '.join(table.index[tested & ~same])}." if (tested & ~same).any() else "."))
-markdown(" ".join(lines))
+table = verdict_table(variants)
+survive = survival(table, pair=tuple(templates) if templates else None)
+markdown(survival_markdown(survive))
 table
+
+# %% [markdown]
+# ## Caveats
+#
+# - The shuffled-row null and the random-init baseline are computed on the same examples as the
+#   comparisons, so they show the estimator's floor at this run's size, not in general.
+# - The measures have different scales; compare the shape of their curves, not their values.
+# - The template findings use only the template-variation examples, fewer than the test split, so
+#   compare the two template columns with each other, not with the other variants.
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+from layerwise.chapters import robustness_summary
+
+markdown(robustness_summary(floor, table, survive))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "kornblith2019", "gretton2005", "song2012", "murphy2024", "nguyen2021",
+                             "raghu2017", "ding2021", "kriegeskorte2008", "klabunde2023"))

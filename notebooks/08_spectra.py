@@ -24,6 +24,9 @@ from layerwise.report import markdown, open_run
 run = open_run(spec_path, overrides)
 spec = run.spectra()
 
+# %% [markdown]
+# ## Spectra by layer and model
+
 # %% tags=["remove-input"]
 spectra_chart(spec, value="effective_rank", title="Effective rank of the last-token representations")
 
@@ -41,3 +44,28 @@ markdown(
     + "; ".join(f"{role} {med[role].iloc[0]:.1f} → {med[role].iloc[-1]:.1f}" for role in med.columns)
     + f" (of at most {int(spec['n_examples'].max())}, the number of examples)."
 )
+
+# %% [markdown]
+# ## Caveats
+#
+# - With fewer examples than hidden dimensions, the spectrum has at most as many non-zero values
+#   as examples (less one, after centring), so every summary here is bounded by the number of
+#   examples, not by the model's width.
+# - The spectra of the random-init model show what the architecture and the input tokens give
+#   without learning.
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+from layerwise.chapters import spectra_summary
+
+markdown(spectra_summary(spec))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "roy2007", "raghu2017"))

@@ -28,6 +28,7 @@ from layerwise.bands import band_diagram_data, find_bands
 from layerwise.charts import band_diagram, depth_profile_chart
 from layerwise.crossmodel import (band_agreement, bands_by_model, cluster_rank_agreement, depth_profiles,
                                   profile_correlation, runs_overview)
+from layerwise.chapters import cross_model_summary, stand_in_caveat
 from layerwise.report import fmt, markdown, md_table, open_run
 
 run = open_run(spec_path, overrides)
@@ -39,14 +40,14 @@ if len(runs) < 2:
     markdown("**This run compares no other model.** Add model strings to the spec's `compare_models` "
              "(e.g. `compare_models: [smollm2-135m-instruct]`) and rebuild the book.")
 
+# %% [markdown]
+# ## The models
+
 # %% tags=["remove-input"]
-stand_ins = overview.loc[overview["instruction_tuned"], "model"].tolist()
 lines = [md_table(overview.rename(columns={"depth_step": "1 / L", "controls_beat_PT": "controls beat PT (tasks)",
                                            "SFT_beats_PT": "SFT beats PT (tasks)"}), floatfmt=".3f")]
-if stand_ins:
-    lines.append(f"**Caveat.** {', '.join(stand_ins)} is an instruction-tuned checkpoint: no base version of it is "
-                 "available offline, so its 'PT' is an already instruction-tuned model and its 'SFT' one tuned "
-                 "further on our tasks. Its PT-vs-control curves are not those of a pre-trained model.")
+if stand_in_caveat(overview):
+    lines.append("**Caveat.** One of the models is a stand-in; see the caveats at the end of the chapter.")
 lines.append("The last two columns count the tasks whose response-token loss (nats per token, on the first "
              f"{run.spec.data.n_eval} test examples) is lower under the control / SFT model than under PT: a "
              "control that is no specialist makes its CKA comparisons hard to read.")
@@ -60,6 +61,7 @@ profiles = depth_profiles(sims, tasks=seen)
 depth_profile_chart(profiles, title="Median over seen tasks against relative depth, per model")
 
 # %% tags=["remove-input"]
+corr = agreement = None
 if len(runs) > 1:
     corr = profile_correlation(sims, tasks=seen, seed=run.spec.data.seed)
     sentences = [f"- {r.model_a} vs {r.model_b}: r = {fmt(r.r, 2)} (95 % CI [{fmt(r.low, 2)}, {fmt(r.high, 2)}], "
@@ -106,7 +108,26 @@ if len(runs) > 1:
              "\n\n" + "\n\n".join(lines))
 
 # %% [markdown]
-# **Caveats.** Two models that differ in architecture, width, tokenizer, pre-training data and
-# (here) quantisation of the released weights differ in more than depth; agreement in relative
-# depth is evidence of a shared pattern, disagreement does not say which difference causes it. With
-# few tasks the task bootstrap is coarse.
+# ## Caveats
+#
+# - Two models that differ in architecture, width, tokenizer, pre-training data and (here)
+#   quantisation of the released weights differ in more than depth; agreement in relative depth
+#   is evidence of a shared pattern, disagreement does not say which difference causes it.
+# - With few tasks the task bootstrap is coarse.
+
+# %% tags=["remove-input"]
+markdown(stand_in_caveat(overview))
+
+# %% [markdown]
+# ## Summary
+
+# %% tags=["remove-input"]
+markdown(cross_model_summary(table, corr, agreement))
+
+# %% [markdown]
+# ## References
+
+# %% tags=["remove-input"]
+from layerwise.references import references_markdown
+
+markdown(references_markdown("zhao2024", "kornblith2019", "gemma2025", "allal2025", "hudson1966"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import altair as alt
@@ -32,6 +33,7 @@ __all__ = [
     "cka_by_layer_chart",
     "cka_spread_chart",
     "task_sizes_chart",
+    "band_curve_chart",
 ]
 
 _BUNDLE_NAME = "vega-embed-bundle.js"
@@ -477,3 +479,34 @@ def band_calibration_chart(recovery: pd.DataFrame, false_positives: pd.DataFrame
     bottom = panel(fp, max_false_positive, "transition declared on null curves", None)
     title = title or f"Band rule on simulated curves (noise SD {levels[0]:.3f}): recovery and false positives"
     return alt.vconcat(top, bottom, title=title).resolve_scale(color="independent", strokeDash="independent")
+
+
+def band_curve_chart(curve: Sequence[float], fitted: Sequence[float], *, title: str | None = None,
+                     signal: str = "median ΔCKA") -> alt.Chart:
+    """The curve the band rule reads and its fitted three-piece segmented line, by layer.
+
+    Args:
+        curve: ``(L,)`` aggregate curve of layers 1..L (:attr:`layerwise.bands.Bands.curve`, by default
+            the median over tasks of ΔCKA = CKA(SFT, control) − CKA(PT, control), paper Fig. 3).
+        fitted: ``(L,)`` the rule's fit (:attr:`layerwise.bands.BandFit.fitted`): continuous
+            piecewise-linear with two breakpoints (the last shared and the last transition layer).
+        title: chart title (default names the rule). signal: legend label of ``curve``.
+
+    Returns:
+        Line chart with points; series ``signal`` (solid) and ``"fitted"`` (dashed), tooltip with values.
+
+    Raises:
+        ValueError: ``curve`` and ``fitted`` differ in length, or are empty.
+    """
+    if len(curve) != len(fitted) or len(curve) == 0:
+        raise ValueError(f"curve/fitted: lengths {len(curve)} and {len(fitted)}; need the same, non-zero, length")
+    layers = range(1, len(curve) + 1)
+    data = pd.concat([pd.DataFrame({"layer": layers, "series": signal, "value": list(curve)}),
+                      pd.DataFrame({"layer": layers, "series": "fitted", "value": list(fitted)})], ignore_index=True)
+    title = title or f"{signal[:1].upper()}{signal[1:]} over seen tasks and the band rule's three-piece segmented fit"
+    return alt.Chart(data, title=title).mark_line(point=True).encode(
+        x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)), y=alt.Y("value:Q", title="ΔCKA"),
+        color=alt.Color("series:N", sort=[signal, "fitted"], title=None),
+        strokeDash=alt.StrokeDash("series:N", sort=[signal, "fitted"], legend=None),
+        tooltip=["series", "layer", alt.Tooltip("value:Q", format="+.3f")],
+    ).properties(width=_WIDTH, height=260)

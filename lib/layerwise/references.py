@@ -69,6 +69,13 @@ REFERENCES: dict[str, tuple[str, str]] = {
     "roy2007": ("Roy and Vetterli 2007",
                 "Olivier Roy, Martin Vetterli. *The Effective Rank: A Measure of Effective Dimensionality.* "
                 "EUSIPCO 2007 (effective rank of a spectrum)."),
+    "hudson1966": ("Hudson 1966",
+                   "Derek J. Hudson. *Fitting Segmented Curves Whose Join Points Have to Be Estimated.* Journal of "
+                   "the American Statistical Association 61(316), 1966, pp. 1097-1129 (segmented regression). "
+                   "[doi:10.1080/01621459.1966.10482198](https://doi.org/10.1080/01621459.1966.10482198)"),
+    "muggeo2003": ("Muggeo 2003",
+                   "Vito M. R. Muggeo. *Estimating Regression Models with Unknown Break-Points.* Statistics in "
+                   "Medicine 22(19), 2003, pp. 3055-3071. [doi:10.1002/sim.1545](https://doi.org/10.1002/sim.1545)"),
     "efron1987": ("Efron 1987",
                   "Bradley Efron. *Better Bootstrap Confidence Intervals.* Journal of the American Statistical "
                   "Association 82(397), 1987 (BCa intervals). [doi:10.2307/2289144](https://doi.org/10.2307/2289144)"),

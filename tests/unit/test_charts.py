@@ -71,3 +71,15 @@ def test_comparison_lines_band_is_translucent_and_linear_cka_comes_first(cka):
     rows = pd.DataFrame(spec["datasets"][spec["data"]["name"]])
     pt1 = rows[(rows["measure"] == "linear_cka") & (rows["comparison"] == "PT vs control") & (rows["layer"] == 1)].iloc[0]
     assert pt1["q25"] <= pt1["median"] <= pt1["q75"] and pt1["count"] == 2
+
+
+def test_band_curve_chart_draws_the_curve_and_the_fit_by_layer():
+    spec = charts.band_curve_chart([0.0, -0.01, 0.2, 0.25], [0.0, 0.0, 0.2, 0.25]).to_dict()
+    assert spec["mark"]["type"] == "line" and spec["encoding"]["x"]["field"] == "layer"
+    assert spec["title"].startswith("Median ΔCKA") and "segmented" in spec["title"] and "plateau" not in spec["title"]
+    assert spec["encoding"]["strokeDash"]["legend"] is None  # one legend, not two
+    rows = next(iter(spec["datasets"].values()))
+    assert {r["series"] for r in rows} == {"median ΔCKA", "fitted"} and len(rows) == 8
+    assert {r["layer"] for r in rows} == {1, 2, 3, 4}
+    with pytest.raises(ValueError, match="lengths"):
+        charts.band_curve_chart([0.1, 0.2], [0.1])

@@ -27,9 +27,11 @@ spec_path = "specs/default.yaml"
 overrides = []
 
 # %% tags=["remove-input"]
+from layerwise.chapters import gate_note
 from layerwise.report import findings_markdown, markdown, open_run, run_summary_markdown
 
 run = open_run(spec_path, overrides)
+markdown(gate_note(run.gate(), run.spec.gate == "enforce"))
 findings = run.findings()
 robust = {"debiased CKA": run.findings(measure="debiased_cka"), "mean-pooled states": run.findings(pooling="mean")}
 

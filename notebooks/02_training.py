@@ -106,6 +106,23 @@ markdown(
 mw.style.hide(axis="index").format(precision=3)
 
 # %% [markdown]
+# ## The gate: did each control learn its task?
+#
+# A control enters the verdicts only if it beats PT on its own task, paired example by example on
+# the evaluation examples: on the task metric, and on the response NLL **without** the EOS token (a
+# base model never emits EOS, so with it any control would "beat" PT by learning to stop). Both
+# 95 % intervals (BCa bootstrap over evaluation examples) must lie above zero. Another task's
+# control, run on the same examples, is shown beside it: a control no better than that sibling
+# learned the answer format, not the task.
+
+# %% tags=["remove-input"]
+from layerwise.chapters import gate_display, gate_note
+
+gate = run.gate()
+markdown(gate_note(gate, run.spec.gate == "enforce"))
+gate_display(gate).style.hide(axis="index")
+
+# %% [markdown]
 # ## Caveats
 #
 # - The adapters are trained on few examples for a short schedule (see the run's settings), far

@@ -19,10 +19,12 @@ overrides = []
 # %% tags=["remove-input"]
 from layerwise.analysis import PAPER_CLUSTER_GROUPS, cluster_layer_means, cluster_ranking
 from layerwise.charts import cluster_curves_chart, cluster_ranking_chart
+from layerwise.chapters import gate_note
 from layerwise.report import finding_sentence, markdown, open_run
 from layerwise import vocab
 
 run = open_run(spec_path, overrides)
+markdown(gate_note(run.gate(), run.spec.gate == "enforce"))
 sim = run.similarity()
 findings = run.findings()
 means = cluster_layer_means(sim, vocab.PT)

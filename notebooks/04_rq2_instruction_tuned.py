@@ -26,10 +26,12 @@ overrides = []
 # %% tags=["remove-input"]
 from layerwise.analysis import delta_by_cluster, select
 from layerwise.charts import cka_by_layer_chart, cka_spread_chart, delta_heatmap
+from layerwise.chapters import gate_note
 from layerwise.report import finding_sentence, markdown, open_run
 from layerwise import vocab
 
 run = open_run(spec_path, overrides)
+markdown(gate_note(run.gate(), run.spec.gate == "enforce"))
 sim = run.similarity()
 findings = run.findings()
 cka = select(sim, comparisons=[vocab.PT, vocab.SFT])
@@ -71,6 +73,22 @@ delta_heatmap(delta_by_cluster(sim), title="ΔCKA = CKA(SFT, control) − CKA(PT
 
 # %% tags=["remove-input"]
 cka.pivot_table(index="layer", columns=["comparison", "task"], values="value").round(3)
+
+# %% [markdown]
+# ## From seed to seed
+#
+# The SFT (and held-out SFT) adapter is trained once per seed of `training.seeds`. Every ΔCKA of the
+# book shares the SFT adapter of a seed, so its seed noise moves every task at once; these lines
+# show how far the median ΔCKA moves between seeds. The findings' intervals resample seeds as well
+# as tasks.
+
+# %% tags=["remove-input"]
+from layerwise.chapters import seed_spread, seed_spread_markdown
+from layerwise.charts import seed_spread_chart
+
+spread = seed_spread(run.seeds(), sim)
+markdown(seed_spread_markdown(spread))
+seed_spread_chart(spread) if spread["seed"].nunique() > 1 else None
 
 # %% [markdown]
 # ## Caveats

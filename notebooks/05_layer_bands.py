@@ -27,9 +27,11 @@ overrides = []
 # %% tags=["remove-input"]
 from layerwise.bands import band_diagram_data, find_bands
 from layerwise.charts import band_curve_chart, band_diagram
+from layerwise.chapters import gate_note
 from layerwise.report import finding_sentence, markdown, open_run
 
 run = open_run(spec_path, overrides)
+markdown(gate_note(run.gate(), run.spec.gate == "enforce"))
 sim = run.similarity()
 findings = run.findings()
 lin = sim[(sim["measure"] == "linear_cka") & (sim["pooling"] == "last")]

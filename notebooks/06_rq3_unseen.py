@@ -18,10 +18,12 @@ overrides = []
 # %% tags=["remove-input"]
 from layerwise.analysis import select
 from layerwise.charts import task_comparison_chart
+from layerwise.chapters import gate_note
 from layerwise.report import finding_sentence, markdown, open_run
 from layerwise import vocab
 
 run = open_run(spec_path, overrides)
+markdown(gate_note(run.gate(), run.spec.gate == "enforce"))
 sim = run.similarity()
 findings = run.findings()
 held = list(run.spec.heldout_tasks)

@@ -35,10 +35,12 @@ from IPython.display import display
 from layerwise.chapters import estimator_floor, estimator_floor_markdown, survival_markdown, template_shift_markdown
 from layerwise.charts import comparison_lines
 from layerwise.findings.variants import survival, verdict_table
+from layerwise.chapters import gate_note
 from layerwise.report import markdown, open_run
 from layerwise import vocab
 
 run = open_run(spec_path, overrides)
+markdown(gate_note(run.gate(), run.spec.gate == "enforce"))
 sim = run.similarity()
 last = sim[sim["pooling"] == "last"]
 base = [vocab.PT, vocab.SFT, vocab.RANDOM_INIT, vocab.SHUFFLED_PT, vocab.SHUFFLED_SFT]

@@ -19,9 +19,11 @@ overrides = []
 
 # %% tags=["remove-input"]
 from layerwise.charts import spectra_chart
+from layerwise.chapters import gate_note
 from layerwise.report import markdown, open_run
 
 run = open_run(spec_path, overrides)
+markdown(gate_note(run.gate(), run.spec.gate == "enforce"))
 spec = run.spectra()
 
 # %% [markdown]

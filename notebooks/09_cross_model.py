@@ -29,9 +29,11 @@ from layerwise.charts import band_diagram, depth_profile_chart
 from layerwise.crossmodel import (band_agreement, bands_by_model, cluster_rank_agreement, depth_profiles,
                                   profile_correlation, runs_overview)
 from layerwise.chapters import cross_model_summary, stand_in_caveat
+from layerwise.chapters import gate_note
 from layerwise.report import fmt, markdown, md_table, open_run
 
 run = open_run(spec_path, overrides)
+markdown(gate_note(run.gate(), run.spec.gate == "enforce"))
 runs = [run, *run.companions]
 sims = {r.spec.base_model: r.similarity() for r in runs}
 seen = [t for t in run.spec.tasks if t not in run.spec.heldout_tasks]

@@ -326,3 +326,75 @@ def cross_model_summary(table: pd.DataFrame, corr: pd.DataFrame | None, agreemen
     if corr is None:
         items.append("No second model to compare (the spec's `compare_models` is empty).")
     return bullets(items)
+
+
+# ------------------------------------------------------------------ the gate and the seeds
+
+
+def gate_note(gate: pd.DataFrame, enforced: bool) -> str:
+    """One line every chapter shows: which tasks the verdicts leave out because their control failed the gate.
+
+    Args:
+        gate: :meth:`layerwise.pipeline.Run.gate` (one row per task, ``passed``).
+        enforced: whether failed tasks are left out (spec ``gate: enforce``) or only reported.
+    """
+    failed = list(gate.loc[~gate["passed"], "task"])
+    if not failed:
+        return f"**Gate:** every control ({len(gate)} of {len(gate)}) learned its task; no task is left out."
+    names = ", ".join(f"`{t}`" for t in failed)
+    if enforced:
+        return (f"**Gate:** {len(failed)} of {len(gate)} controls did not learn their task ({names}); those tasks "
+                "are left out of every verdict (see the training chapter).")
+    return (f"**Gate (report only):** {len(failed)} of {len(gate)} controls did not learn their task ({names}); this "
+            "run's spec keeps them in the verdicts (`gate: report`), so read their comparisons with care.")
+
+
+def gate_display(gate: pd.DataFrame) -> pd.DataFrame:
+    """The gate as the training chapter shows it: metric means, paired differences with intervals, verdict."""
+    out = pd.DataFrame({
+        "task": gate["task"], "metric": gate["metric"], "n": gate["n"],
+        "control": gate["control"].round(3), vocab.PT_ROLE: gate[vocab.PT_ROLE].round(3),
+        "other task's control": gate["other"].round(3),
+        "control − PT [95% CI]": [f"{d:+.3f} {interval_text(lo, hi)}" for d, lo, hi in
+                                  zip(gate["diff_pt"], gate["diff_pt_low"], gate["diff_pt_high"])],
+        "NLL gain over PT, no EOS [95% CI]": [f"{d:+.3f} {interval_text(lo, hi)}" for d, lo, hi in
+                                              zip(gate["nll_gain"], gate["nll_gain_low"], gate["nll_gain_high"])],
+        "learned its task": gate["passed"].map({True: "✔ yes", False: "✘ no"}),
+    })
+    return out
+
+
+def seed_spread(seeds: pd.DataFrame, similarity: pd.DataFrame, *, measure: str = "linear_cka") -> pd.DataFrame:
+    """ΔCKA = CKA(SFT, control) − CKA(PT, control) per seed and layer, median over tasks.
+
+    Args:
+        seeds: :meth:`layerwise.pipeline.Run.seeds` (SFT and held-out SFT rows with ``seed``).
+        similarity: the run's similarity table (for PT vs control).
+        measure: which measure.
+
+    Returns:
+        Columns ``comparison, seed, layer, delta`` (one row per seed, layer and experimental model);
+        empty when ``seeds`` is.
+    """
+    if seeds.empty:
+        return pd.DataFrame(columns=["comparison", "seed", "layer", "delta"])
+    pt = similarity[(similarity["comparison"] == vocab.PT) & (similarity["measure"] == measure)
+                    & (similarity["pooling"] == "last")].set_index(["task", "layer"])["value"]
+    s = seeds[seeds["measure"] == measure].copy()
+    s["delta"] = s["value"].to_numpy() - pt.reindex(pd.MultiIndex.from_frame(s[["task", "layer"]])).to_numpy()
+    out = s.groupby(["comparison", "seed", "layer"], as_index=False)["delta"].median()
+    out["seed"] = out["seed"].astype(int).astype(str)
+    return out
+
+
+def seed_spread_markdown(spread: pd.DataFrame) -> str:
+    """One sentence: how many seeds, and the largest seed-to-seed range of the median ΔCKA over layers."""
+    sft = spread[spread["comparison"] == vocab.SFT]
+    n = sft["seed"].nunique()
+    if n < 2:
+        return ("This run trains one SFT seed (`training.seeds`), so the chapters cannot show seed-to-seed spread "
+                "and the findings' intervals do not include seed noise.")
+    rng = sft.groupby("layer")["delta"].agg(lambda v: v.max() - v.min())
+    return (f"Across the {n} SFT seeds the median ΔCKA of a layer differs by up to {rng.max():.3f} "
+            f"(layer {int(rng.idxmax())}; mean range over layers {rng.mean():.3f}); the findings' intervals "
+            "resample seeds as well as tasks.")

@@ -510,3 +510,16 @@ def band_curve_chart(curve: Sequence[float], fitted: Sequence[float], *, title: 
         strokeDash=alt.StrokeDash("series:N", sort=[signal, "fitted"], legend=None),
         tooltip=["series", "layer", alt.Tooltip("value:Q", format="+.3f")],
     ).properties(width=_WIDTH, height=260)
+
+
+def seed_spread_chart(spread: pd.DataFrame, *, title: str = "ΔCKA per SFT seed (median over tasks)") -> alt.Chart:
+    """One line per training seed: the median over tasks of ΔCKA = CKA(SFT, control) − CKA(PT, control)
+    by layer, one panel per experimental model (:func:`layerwise.chapters.seed_spread`)."""
+    return (
+        alt.Chart(spread, title=title)
+        .mark_line(point=True)
+        .encode(x=alt.X("layer:Q", title="layer"), y=alt.Y("delta:Q", title="median ΔCKA"),
+                color=alt.Color("seed:N", title="seed"), tooltip=["comparison", "seed", "layer", alt.Tooltip("delta:Q", format=".3f")])
+        .properties(width=_WIDTH // 2 + 60, height=220)
+        .facet(column=alt.Column("comparison:N", title=None))
+    )

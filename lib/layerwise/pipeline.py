@@ -315,8 +315,10 @@ class Run:
         reads the split-half table (:meth:`halves`).
         """
         sim = _tables.findings_input(self.similarity(), self.seeds())
-        return self._findings(sim, measure=measure, pooling=pooling, n_boot=n_boot, halves=self.halves(),
-                              exclude_tasks=self.gate_failures())
+        halves = self.halves()
+        halves = halves[(halves["measure"] == measure) & (halves["pooling"] == pooling)]
+        return self._findings(sim, measure=measure, pooling=pooling, n_boot=n_boot,
+                              halves=None if halves.empty else halves, exclude_tasks=self.gate_failures())
 
     def gate(self, *, n_boot: int = 2000) -> pd.DataFrame:
         """Did each control learn its task? (see :func:`layerwise.stages.evaluation.gate_table`)."""

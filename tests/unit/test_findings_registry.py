@@ -91,14 +91,17 @@ def test_deviations_table_from_the_default_spec():
     assert list(d.columns) == ["paper", "this run"]
     n, e, b = spec.data.n_train, spec.training.epochs, spec.training.batch_size * spec.training.grad_accum
     sft = optimizer_steps(n * len(spec.tasks), epochs=e, batch_size=spec.training.batch_size, grad_accum=spec.training.grad_accum)
-    ctrl = optimizer_steps(n, epochs=e, batch_size=spec.training.batch_size, grad_accum=spec.training.grad_accum)
+    ctrl = optimizer_steps(n, epochs=spec.training.control_epochs or e, batch_size=spec.training.batch_size,
+                           grad_accum=spec.training.grad_accum)
     assert f": {sft}" in d.loc["optimizer steps, SFT", "this run"] and d.loc["optimizer steps, control", "this run"].endswith(f": {ctrl}")
     assert d.loc["SFT : control steps", "this run"] == f"{sft / ctrl:.0f} : 1"
     assert d.loc["held-out tasks (RQ3)", "this run"].startswith(f"{len(spec.heldout_tasks)} of {len(spec.tasks)}")
     assert "7 of 60" in d.loc["held-out tasks (RQ3)", "paper"]
     assert d.loc["chat template", "this run"] == spec.data.chat_template
     assert "Q4_K_M" in d.loc["model", "this run"] and d.loc["test examples", "this run"].startswith(str(spec.data.n_test))
-    assert d.loc["seeds", "this run"] == f"1 ({spec.training.seed})"
+    seeds = spec.training.sft_seeds
+    assert d.loc["seeds", "this run"].startswith(f"{len(seeds)} SFT seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})")
+    assert "left out of the verdicts" in d.loc["learned-its-task gate", "this run"]
     assert optimizer_steps(32, epochs=2, batch_size=8, grad_accum=1) == 8
     assert optimizer_steps(384, epochs=2, batch_size=8, grad_accum=1) == 96
     assert optimizer_steps(100, epochs=1.5, batch_size=4, grad_accum=4) == 9

@@ -29,6 +29,8 @@ PAPER_SETTINGS: dict[str, str] = {
     "SFT : control steps": "about the ratio of the mixture to one task's file",
     "learning rate": "5e-05 (cosine)",
     "seeds": "one (42)",
+    "control-seed ceiling": "none",
+    "learned-its-task gate": "none (controls are assumed to be specialists)",
     "held-out tasks (RQ3)": "7 of 60 (which ones is not reported)",
 }
 
@@ -75,10 +77,9 @@ def _templates_text(spec: RunSpec) -> str:
 def deviations_table(spec: RunSpec) -> pd.DataFrame:
     """The settings where this run differs from the paper: setting, paper value, this run's value.
 
-    Optimizer steps are computed from ``n_train``, ``epochs``, ``batch_size``, ``grad_accum`` and
-    the number of tasks (:func:`optimizer_steps`; the SFT mixture holds ``n_train`` examples of
-    every task, fewer under ``data.max_train_per_cluster``). Seeds read ``training.seeds`` when
-    the spec has it, else ``training.seed``.
+    Optimizer steps are computed from ``n_train``, ``epochs`` (``control_epochs`` for a control),
+    ``batch_size``, ``grad_accum`` and the number of tasks (:func:`optimizer_steps`; the SFT mixture
+    holds ``n_train`` examples of every task, fewer under ``data.max_train_per_cluster``).
 
     Args:
         spec: a validated run spec.
@@ -96,14 +97,15 @@ def deviations_table(spec: RunSpec) -> pd.DataFrame:
     eff = tr.batch_size * tr.grad_accum
     cap = " (at most; data.max_train_per_cluster caps clusters)" if d.max_train_per_cluster else ""
     sft = optimizer_steps(d.n_train * n_tasks, **steps)
-    ctrl = optimizer_steps(d.n_train, **steps)
+    ctrl_epochs = tr.control_epochs or tr.epochs
+    ctrl = optimizer_steps(d.n_train, **(steps | {"epochs": ctrl_epochs}))
     held = list(spec.heldout_tasks)
     ep = f"{tr.epochs:g} epoch{'' if tr.epochs == 1 else 's'}"
     sft_text = f"{ep} over {d.n_train} × {n_tasks} = {d.n_train * n_tasks} examples at batch {eff}: {sft}{cap}"
     if held:
         hs = optimizer_steps(d.n_train * (n_tasks - len(held)), **steps)
         sft_text += f"; held-out SFT: {hs}"
-    seeds = getattr(tr, "seeds", None) or (tr.seed,)
+    seeds = tr.sft_seeds
     run = {
         "model": _model_text(spec),
         "chat template": d.chat_template,
@@ -112,10 +114,15 @@ def deviations_table(spec: RunSpec) -> pd.DataFrame:
         "training examples": f"{d.n_train} per task (SFT and each control)",
         "test examples": f"{d.n_test} per task",
         "optimizer steps, SFT": sft_text,
-        "optimizer steps, control": f"{ep} over {d.n_train} examples at batch {eff}: {ctrl}",
+        "optimizer steps, control": (f"{ctrl_epochs:g} epoch{'' if ctrl_epochs == 1 else 's'} over {d.n_train} "
+                                     f"examples at batch {eff}: {ctrl}"),
         "SFT : control steps": f"{sft / ctrl:.0f} : 1",
         "learning rate": f"{tr.learning_rate:g} (cosine)",
-        "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})",
+        "seeds": f"{len(seeds)} SFT seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); controls: {tr.seed}",
+        "control-seed ceiling": (f"controls of the first {min(tr.ceiling_tasks, n_tasks)} tasks again with seed(s) "
+                                 f"{', '.join(map(str, tr.control_seeds))}" if tr.control_seeds else "none"),
+        "learned-its-task gate": (f"on {d.n_eval} evaluation examples per task; failed tasks "
+                                  + ("left out of the verdicts" if spec.gate == "enforce" else "kept (gate: report)")),
         "held-out tasks (RQ3)": (f"{len(held)} of {n_tasks} ({', '.join(held)})" if held else "none (no RQ3 model)"),
     }
     return pd.DataFrame([(k, PAPER_SETTINGS[k], run[k]) for k in PAPER_SETTINGS], columns=["setting", "paper", "this run"])

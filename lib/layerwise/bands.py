@@ -393,7 +393,7 @@ def transition_score(rise_z: Any, sharpness: Any, contrast: Any, *, min_rise_z: 
 _BASES: dict[int, dict[str, np.ndarray]] = {}
 
 
-def _orthonormal(X: np.ndarray) -> np.ndarray:
+def _orthonormal(X: np.ndarray) -> NDArray[np.float64]:
     """``(P, L, k)`` orthonormal bases of the column spaces of ``X`` (zero-padded where rank < k)."""
     U, s, _ = np.linalg.svd(X, full_matrices=False)
     keep = s > 1e-10 * s[:, :1]
@@ -430,7 +430,7 @@ def _bases(L: int) -> dict[str, np.ndarray]:
     return _BASES[L]
 
 
-def _resid_ss(Q: np.ndarray, Y: np.ndarray, yy: np.ndarray) -> np.ndarray:
+def _resid_ss(Q: np.ndarray, Y: np.ndarray, yy: np.ndarray) -> NDArray[np.float64]:
     """``(N, P)`` residual sums of squares of the rows of ``Y`` (N, L) on each basis ``Q`` (P, L, k)."""
     proj = np.einsum("plk,nl->npk", Q, Y, optimize=True)
     return np.maximum(yy[:, None] - np.einsum("npk,npk->np", proj, proj), 0.0)
@@ -669,7 +669,7 @@ def _aggregate(statistic: str):
     raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
 
 
-def _iqr(a: np.ndarray, axis: int = 0) -> np.ndarray:
+def _iqr(a: np.ndarray, axis: int = 0) -> NDArray[np.float64]:
     q75, q25 = np.quantile(a, [0.75, 0.25], axis=axis)
     return q75 - q25
 

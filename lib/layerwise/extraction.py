@@ -118,7 +118,7 @@ def prompt_hidden_states(
 
 def last_token_hidden_states(
     model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 8, progress: bool = False, desc: str = ""
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """Hidden state of the last prompt token at every layer (see :func:`prompt_hidden_states`).
 
     Returns:

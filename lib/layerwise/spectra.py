@@ -55,6 +55,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 import pandas as pd
 
 from layerwise.similarity.arrays import as_float64
@@ -75,7 +76,7 @@ __all__ = [
 ]
 
 
-def _clean(w: np.ndarray, size: int) -> np.ndarray:
+def _clean(w: np.ndarray, size: int) -> NDArray[np.float64]:
     """Sort descending, clip negatives and zero the eigenvalues below the rank tolerance."""
     w = np.clip(np.sort(np.asarray(w, dtype=np.float64))[::-1], 0.0, None)
     if w.size and w[0] > 0:
@@ -83,7 +84,7 @@ def _clean(w: np.ndarray, size: int) -> np.ndarray:
     return w
 
 
-def eigenvalues(X: Any, *, name: str = "X") -> np.ndarray:
+def eigenvalues(X: ArrayLike, *, name: str = "X") -> NDArray[np.float64]:
     """Squared singular values ``lambda_k = s_k**2`` of the column-centred ``X``, descending.
 
     Args:
@@ -107,7 +108,7 @@ def eigenvalues(X: Any, *, name: str = "X") -> np.ndarray:
     return _clean(np.linalg.eigvalsh(G), max(n, d))
 
 
-def eigenvalues_from_gram(K: Any, *, name: str = "K") -> np.ndarray:
+def eigenvalues_from_gram(K: ArrayLike, *, name: str = "K") -> NDArray[np.float64]:
     """Eigenvalues of a centred linear Gram ``K = Xc Xc^T`` (``= s_k**2`` of ``Xc``), descending.
 
     Args:
@@ -132,7 +133,7 @@ def eigenvalues_from_gram(K: Any, *, name: str = "K") -> np.ndarray:
     return _clean(np.linalg.eigvalsh(K), K.shape[0])
 
 
-def effective_rank(lam: Any) -> float:
+def effective_rank(lam: ArrayLike) -> float:
     """Roy & Vetterli (2007) effective rank ``exp(-sum p log p)``, ``p = s / sum s``, ``s = sqrt(lam)``.
 
     Args:
@@ -149,7 +150,7 @@ def effective_rank(lam: Any) -> float:
     return float(np.exp(-np.sum(p * np.log(p))))
 
 
-def participation_ratio(lam: Any) -> float:
+def participation_ratio(lam: ArrayLike) -> float:
     """Participation ratio ``(sum lam)**2 / sum lam**2`` of eigenvalues (variances) ``lam``.
 
     Raises:
@@ -164,7 +165,7 @@ def participation_ratio(lam: Any) -> float:
 
 
 def spectrum_summary(
-    lam: Any, *, n_examples: int | None = None, top_k: Sequence[int] = (1, 10), variance: float = 0.99,
+    lam: ArrayLike, *, n_examples: int | None = None, top_k: Sequence[int] = (1, 10), variance: float = 0.99,
     name: str = "X",
 ) -> dict[str, float]:
     """Scalar summaries of one spectrum (see the module docstring for the formulas).
@@ -250,7 +251,7 @@ def _finish(tidy: list[pd.DataFrame], summ: list[dict[str, Any]], labels: Mappin
 
 
 def layer_spectra(
-    A: Any,
+    A: ArrayLike,
     *,
     layers: Sequence[int] | None = None,
     max_k: int | None = None,
@@ -314,7 +315,7 @@ def layer_spectra(
 
 
 def spectra_from_grams(
-    G: Any,
+    G: ArrayLike,
     *,
     layers: Sequence[int] | None = None,
     max_k: int | None = None,

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats as sps
 
 from layerwise.similarity.arrays import as_float64
 from layerwise.similarity.arrays import inner as _inner
@@ -116,7 +118,7 @@ def _check_common(n_boot: int, level: float) -> None:
         raise ValueError(f"level must be in (0, 1), got {level}")
 
 
-def percentile_ci(samples: Any, level: float = 0.95, axis: int = 0) -> tuple[Any, Any]:
+def percentile_ci(samples: ArrayLike, level: float = 0.95, axis: int = 0) -> tuple[Any, Any]:
     """Percentile interval ``(q_{(1-level)/2}, q_{(1+level)/2})`` of ``samples`` along ``axis``.
 
     NaN replicates are ignored. Raises ValueError if ``level`` is not in (0, 1).
@@ -152,13 +154,13 @@ def _grams_measure(measure: str, options: dict[str, Any]) -> Callable[[np.ndarra
     return lambda Kx, Ky: m.from_grams(Kx, Ky, **options)
 
 
-def _resample_indices(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+def _resample_indices(rng: np.random.Generator, n: int, n_boot: int) -> NDArray[np.float64]:
     return rng.integers(0, n, size=(n_boot, n))
 
 
 def bootstrap_examples(
-    Kx: Any,
-    Ky: Any,
+    Kx: ArrayLike,
+    Ky: ArrayLike,
     *,
     measure: str = "linear_cka",
     n_boot: int = 1000,
@@ -196,8 +198,8 @@ def bootstrap_examples(
 
 
 def bootstrap_examples_by_layer(
-    GA: Any,
-    GB: Any,
+    GA: ArrayLike,
+    GB: ArrayLike,
     *,
     measure: str = "linear_cka",
     n_boot: int = 1000,
@@ -239,9 +241,9 @@ def bootstrap_examples_by_layer(
 
 
 def bootstrap_delta(
-    Ka: Any,
-    Kb: Any,
-    Kc: Any,
+    Ka: ArrayLike,
+    Kb: ArrayLike,
+    Kc: ArrayLike,
     *,
     measure: str = "linear_cka",
     n_boot: int = 1000,
@@ -284,7 +286,7 @@ def bootstrap_delta(
 
 
 def bootstrap_tasks(
-    values: Any,
+    values: ArrayLike,
     *,
     statistic: Callable[..., Any] = np.nanmean,
     n_boot: int = 2000,
@@ -320,7 +322,7 @@ def bootstrap_tasks(
 
 
 def bootstrap_cluster_means(
-    values: Any,
+    values: ArrayLike,
     clusters: Sequence[str],
     *,
     n_boot: int = 2000,
@@ -361,7 +363,7 @@ def bootstrap_cluster_means(
 # --------------------------------------------------------------------------------------------
 
 
-def shuffle_rows(X: Any, seed: int | None = 0) -> np.ndarray:
+def shuffle_rows(X: ArrayLike, seed: int | None = 0) -> NDArray[np.float64]:
     """A row-permuted float64 copy of ``X (n, d)``: the shuffled-example baseline representation."""
     X = as_float64(X, "X")
     return X[np.random.default_rng(seed).permutation(X.shape[0])]
@@ -372,10 +374,10 @@ __all__ += ["shuffled_row_null"]
 
 def shuffled_row_null(
     measure: str,
-    G_model: np.typing.NDArray[np.floating],
-    G_control: np.typing.NDArray[np.floating],
-    perms: Sequence[np.typing.NDArray[np.integer]],
-) -> np.typing.NDArray[np.float64]:
+    G_model: NDArray[np.floating],
+    G_control: NDArray[np.floating],
+    perms: Sequence[NDArray[np.integer]],
+) -> NDArray[np.float64]:
     """Per-layer shuffled-row null of a model-vs-control comparison: the mean over permutations.
 
     For every layer ``l`` and permutation ``p`` the rows *and* columns of the model's centred Gram
@@ -421,8 +423,8 @@ def shuffled_row_null(
 
 
 def permutation_null(
-    Kx: Any,
-    Ky: Any,
+    Kx: ArrayLike,
+    Ky: ArrayLike,
     *,
     measure: str = "linear_cka",
     n_perm: int = 1000,
@@ -479,9 +481,6 @@ def permutation_null(
 # (BCa) bootstrap where no exact method exists, a hierarchical bootstrap over seeds and tasks,
 # and the minimal detectable effect at a run's size.
 
-import numpy.typing as npt  # noqa: E402  (this section's; belongs with the imports at the top)
-from numpy.typing import NDArray  # noqa: E402
-
 #: Largest number of tasks for which the exact small-sample methods are used (2**12 sign patterns).
 MAX_EXACT_TASKS = 12
 
@@ -526,12 +525,12 @@ class HierarchicalBootstrapResult(BootstrapResult):
     includes_seed_noise: bool = False
 
 
-def _finite_1d(values: npt.ArrayLike) -> NDArray[np.float64]:
+def _finite_1d(values: ArrayLike) -> NDArray[np.float64]:
     v = np.asarray(values, dtype=np.float64).ravel()
     return v[np.isfinite(v)]
 
 
-def exact_sign_flip_interval(values: npt.ArrayLike, level: float = 0.95) -> tuple[float, float]:
+def exact_sign_flip_interval(values: ArrayLike, level: float = 0.95) -> tuple[float, float]:
     """Exact confidence interval for the centre of a symmetric distribution from subset means.
 
     The ``2**n - 1`` means of the non-empty subsets of ``n`` values cut the line into ``2**n``
@@ -567,7 +566,7 @@ def exact_sign_flip_interval(values: npt.ArrayLike, level: float = 0.95) -> tupl
     return float(means[k - 1]), float(means[-k])
 
 
-def sign_flip_test(values: npt.ArrayLike, *, alternative: str = "two-sided", n_resamples: int = 9999,
+def sign_flip_test(values: ArrayLike, *, alternative: str = "two-sided", n_resamples: int = 9999,
                    seed: int | None = 0) -> float:
     """p-value of the sign-flip randomization test that the values are symmetric about 0.
 
@@ -586,7 +585,6 @@ def sign_flip_test(values: npt.ArrayLike, *, alternative: str = "two-sided", n_r
     Raises:
         ValueError: no finite value; bad ``alternative``.
     """
-    from scipy import stats as sps
 
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
@@ -599,7 +597,7 @@ def sign_flip_test(values: npt.ArrayLike, *, alternative: str = "two-sided", n_r
     return float(res.pvalue)
 
 
-def sign_test(values: npt.ArrayLike, *, alternative: str = "two-sided") -> tuple[int, int, float]:
+def sign_test(values: ArrayLike, *, alternative: str = "two-sided") -> tuple[int, int, float]:
     """Exact sign test of a zero median: how many values are above 0, and the binomial p-value.
 
     Zeros are dropped (Dixon & Mood 1946); the p-value is ``scipy.stats.binomtest(k, n, 0.5)``.
@@ -614,7 +612,6 @@ def sign_test(values: npt.ArrayLike, *, alternative: str = "two-sided") -> tuple
     Raises:
         ValueError: bad ``alternative``.
     """
-    from scipy import stats as sps
 
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}")
@@ -626,7 +623,7 @@ def sign_test(values: npt.ArrayLike, *, alternative: str = "two-sided") -> tuple
     return k, int(v.size), float(sps.binomtest(k, int(v.size), 0.5, alternative=alternative).pvalue)
 
 
-def bca_interval(samples: Sequence[npt.ArrayLike], statistic: Callable[..., Any], *, n_boot: int = 2000,
+def bca_interval(samples: Sequence[ArrayLike], statistic: Callable[..., Any], *, n_boot: int = 2000,
                  level: float = 0.95, seed: int | None = 0, paired: bool = False) -> BootstrapResult:
     """Bias-corrected and accelerated (BCa) bootstrap interval (Efron 1987), by ``scipy.stats.bootstrap``.
 
@@ -650,8 +647,6 @@ def bca_interval(samples: Sequence[npt.ArrayLike], statistic: Callable[..., Any]
     """
     import warnings
 
-    from scipy import stats as sps
-
     _check_common(n_boot, level)
     data = tuple(np.asarray(s, dtype=np.float64) for s in samples)
     est = float(statistic(*data, axis=0))
@@ -666,7 +661,7 @@ def bca_interval(samples: Sequence[npt.ArrayLike], statistic: Callable[..., Any]
     return BootstrapResult(est, lo, hi, level, np.asarray(res.bootstrap_distribution, dtype=np.float64))
 
 
-def location_interval(values: npt.ArrayLike, *, level: float = 0.95, n_boot: int = 2000, seed: int | None = 0,
+def location_interval(values: ArrayLike, *, level: float = 0.95, n_boot: int = 2000, seed: int | None = 0,
                       max_exact: int = MAX_EXACT_TASKS) -> Interval:
     """Interval for the mean over tasks that is valid at the run's number of tasks.
 
@@ -695,7 +690,7 @@ def location_interval(values: npt.ArrayLike, *, level: float = 0.95, n_boot: int
     return Interval(est, float(b.low), float(b.high), level, f"BCa bootstrap over {n} tasks", se, n)
 
 
-def permutation_shift_interval(x: npt.ArrayLike, y: npt.ArrayLike, *, level: float = 0.95, n_resamples: int = 9999,
+def permutation_shift_interval(x: ArrayLike, y: ArrayLike, *, level: float = 0.95, n_resamples: int = 9999,
                                seed: int | None = 0) -> tuple[float, float]:
     """Interval for a shift ``mean(x) - mean(y)`` by inverting the two-sample permutation test.
 
@@ -868,7 +863,6 @@ def minimal_detectable_effect(se: float, df: float | None = None, *, level: floa
     Raises:
         ValueError: ``level`` or ``power`` not in (0, 1).
     """
-    from scipy import stats as sps
 
     _check_common(1, level)
     if not 0.0 < power < 1.0:
@@ -885,7 +879,6 @@ def correlation_mde(n: int, *, level: float = 0.95, power: float = 0.8) -> float
     From Fisher's z transform (Fisher 1921; Cohen 1988, ch. 3). Returns inf for ``n <= 3`` or
     when the value would reach 1.
     """
-    from scipy import stats as sps
 
     if n <= 3:
         return float("inf")

@@ -158,6 +158,23 @@ def _resample_indices(rng: np.random.Generator, n: int, n_boot: int) -> NDArray[
     return rng.integers(0, n, size=(n_boot, n))
 
 
+def _bootstrap_grams(
+    statistic: Callable[[tuple[np.ndarray, np.ndarray]], Any], estimate: Any, n: int, n_boot: int, level: float,
+    seed: int | None,
+) -> BootstrapResult:
+    """Resample ``n`` examples ``n_boot`` times; ``statistic(sub)`` gets the ``np.ix_`` rows/columns of one draw.
+
+    ``estimate`` is the statistic on all examples (a float or an array); the samples have shape
+    ``(n_boot, *np.shape(estimate))`` and the interval is :func:`percentile_ci` at ``level``.
+    """
+    rng = np.random.default_rng(seed)
+    samples = np.empty((int(n_boot), *np.shape(estimate)))
+    for b, idx in enumerate(_resample_indices(rng, n, int(n_boot))):
+        samples[b] = statistic(np.ix_(idx, idx))
+    lo, hi = percentile_ci(samples, level)
+    return BootstrapResult(estimate, lo, hi, level, samples)
+
+
 def bootstrap_examples(
     Kx: ArrayLike,
     Ky: ArrayLike,
@@ -188,13 +205,7 @@ def bootstrap_examples(
     Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=m.min_rows, what=f"bootstrap_examples({m.name})")
     f = _grams_measure(m.name, options)
     est = f(Kx.copy(), Ky.copy())
-    rng = np.random.default_rng(seed)
-    samples = np.empty(int(n_boot))
-    for b, idx in enumerate(_resample_indices(rng, Kx.shape[0], int(n_boot))):
-        sub = np.ix_(idx, idx)
-        samples[b] = f(Kx[sub], Ky[sub])
-    lo, hi = percentile_ci(samples, level)
-    return BootstrapResult(est, lo, hi, level, samples)
+    return _bootstrap_grams(lambda sub: f(Kx[sub], Ky[sub]), est, Kx.shape[0], n_boot, level, seed)
 
 
 def bootstrap_examples_by_layer(
@@ -230,14 +241,9 @@ def bootstrap_examples_by_layer(
     f = _grams_measure(m.name, options)
     L, n = GA.shape[0], GA.shape[1]
     est = np.array([f(GA[i].copy(), GB[i].copy()) for i in range(L)])
-    rng = np.random.default_rng(seed)
-    samples = np.empty((int(n_boot), L))
-    for b, idx in enumerate(_resample_indices(rng, n, int(n_boot))):
-        sub = np.ix_(idx, idx)
-        for i in range(L):
-            samples[b, i] = f(GA[i][sub], GB[i][sub])
-    lo, hi = percentile_ci(samples, level)
-    return BootstrapResult(est, lo, hi, level, samples)
+    return _bootstrap_grams(
+        lambda sub: [f(GA[i][sub], GB[i][sub]) for i in range(L)], est, n, n_boot, level, seed
+    )
 
 
 def bootstrap_delta(
@@ -270,14 +276,12 @@ def bootstrap_delta(
         raise ValueError("bootstrap_delta: Ka and Kb mark different non-finite examples; align them first")
     f = _grams_measure(m.name, options)
     est = f(Ka.copy(), Kc1.copy()) - f(Kb.copy(), Kc1.copy())
-    rng = np.random.default_rng(seed)
-    samples = np.empty(int(n_boot))
-    for b, idx in enumerate(_resample_indices(rng, Ka.shape[0], int(n_boot))):
-        sub = np.ix_(idx, idx)
+
+    def delta(sub: tuple[np.ndarray, np.ndarray]) -> float:
         c = Kc1[sub]
-        samples[b] = f(Ka[sub], c.copy()) - f(Kb[sub], c)
-    lo, hi = percentile_ci(samples, level)
-    return BootstrapResult(est, lo, hi, level, samples)
+        return f(Ka[sub], c.copy()) - f(Kb[sub], c)
+
+    return _bootstrap_grams(delta, est, Ka.shape[0], n_boot, level, seed)
 
 
 # --------------------------------------------------------------------------------------------

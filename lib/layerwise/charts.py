@@ -212,19 +212,30 @@ def cluster_curves_chart(means: pd.DataFrame, *, title: str) -> alt.Chart:
     Args:
         means: :func:`layerwise.analysis.cluster_layer_means` (columns cluster, layer, value, n_tasks).
     """
-    sel = alt.selection_point(fields=["cluster"], bind="legend")
+    return _layer_lines(
+        means, group="cluster", title=title, height=280,
+        y=alt.Y("value:Q", title="CKA", scale=alt.Scale(zero=False)),
+        color=alt.Color("cluster:N"),
+        tooltip=["cluster", "layer", alt.Tooltip("value:Q", format=".3f"), "n_tasks"],
+    )
+
+
+def _layer_lines(data: pd.DataFrame, *, group: str, title: str, height: int, y: alt.Y, color: alt.Color,
+                 tooltip: list) -> alt.Chart:
+    """One line per ``group`` over the layers (x = ``layer``), clicking the legend highlights one."""
+    sel = alt.selection_point(fields=[group], bind="legend")
     return (
-        alt.Chart(means, title=title)
+        alt.Chart(data, title=title)
         .mark_line(point=True)
         .encode(
             x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("value:Q", title="CKA", scale=alt.Scale(zero=False)),
-            color=alt.Color("cluster:N"),
+            y=y,
+            color=color,
             opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
-            tooltip=["cluster", "layer", alt.Tooltip("value:Q", format=".3f"), "n_tasks"],
+            tooltip=tooltip,
         )
         .add_params(sel)
-        .properties(width=_WIDTH, height=280)
+        .properties(width=_WIDTH, height=height)
     )
 
 
@@ -400,19 +411,11 @@ def spectra_chart(summary: pd.DataFrame, *, value: str = "effective_rank", title
         value: which summary column to draw.
     """
     med = summary.groupby(["role", "layer"])[value].median().reset_index()
-    sel = alt.selection_point(fields=["role"], bind="legend")
-    return (
-        alt.Chart(med, title=title)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("layer:Q", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y(f"{value}:Q", title=value.replace("_", " ") + " (median over tasks)"),
-            color=alt.Color("role:N", title="model"),
-            opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
-            tooltip=["role", "layer", alt.Tooltip(f"{value}:Q", format=".2f")],
-        )
-        .add_params(sel)
-        .properties(width=_WIDTH, height=260)
+    return _layer_lines(
+        med, group="role", title=title, height=260,
+        y=alt.Y(f"{value}:Q", title=value.replace("_", " ") + " (median over tasks)"),
+        color=alt.Color("role:N", title="model"),
+        tooltip=["role", "layer", alt.Tooltip(f"{value}:Q", format=".2f")],
     )
 
 

@@ -316,11 +316,7 @@ def score_options(
     tokenizer: Any,
     prompts: Sequence[str],
     options_per_prompt: Sequence[Sequence[str]],
-    *,
-    batch_size: int = 8,
-    normalize: str = "sum",
-    max_length: int | None = None,
-    progress: bool = False,
+    **scoring: Any,
 ) -> list[int]:
     """Rank classification: index of the most likely option for each prompt.
 
@@ -328,16 +324,19 @@ def score_options(
     the module notes for why it is not length-normalised, and :func:`option_log_likelihoods` for the
     batching and the arguments. Ties go to the first option.
 
+    Args:
+        model, tokenizer, prompts, options_per_prompt: as in :func:`option_log_likelihoods`.
+        **scoring: its keyword options, passed on unchanged (``batch_size``, ``normalize``,
+            ``max_length``, ``progress``; same defaults).
+
     Returns:
         list[int]: one index into ``options_per_prompt[i]`` per prompt, in input order.
 
     Raises:
         ValueError: as :func:`option_log_likelihoods` (e.g. an empty option list).
+        TypeError: a keyword that :func:`option_log_likelihoods` does not take.
     """
-    scores = option_log_likelihoods(
-        model, tokenizer, prompts, options_per_prompt,
-        batch_size=batch_size, normalize=normalize, max_length=max_length, progress=progress,
-    )
+    scores = option_log_likelihoods(model, tokenizer, prompts, options_per_prompt, **scoring)
     return [_argmax(s) for s in scores]
 
 

@@ -75,13 +75,17 @@ from .cka import (
     rbf_cka,
     rbf_cka_from_grams,
 )
-from .gram_cache import GramCache
 from .grams import center_gram, centered_gram, centered_grams, unbiased_center_gram
-from .knn import mutual_knn, mutual_knn_from_grams
-from .layers import cka_by_layer, cka_matrix, minibatch_cka_matrix, similarity_by_layer_from_grams
-from .procrustes import procrustes_distance, procrustes_similarity, procrustes_similarity_from_grams
-from .registry import INVARIANCES, MEASURES, Measure, get_measure, measure_names, similarity, similarity_from_grams
-from .rdm import rsa, rsa_from_grams, spearman
+
+# A module's ``__all__`` is the one list of its names: ``__all__`` below is built from them, and
+# the modules re-exported whole are star-imported.
+from . import cca, cka, gram_cache, knn, layers, procrustes, rdm, registry
+from .gram_cache import *  # noqa: F403
+from .knn import *  # noqa: F403
+from .layers import *  # noqa: F403
+from .procrustes import *  # noqa: F403
+from .rdm import *  # noqa: F403
+from .registry import *  # noqa: F403
 
 __all__ = [
     "NonFiniteRowsWarning",
@@ -93,35 +97,12 @@ __all__ = [
     "centered_grams",
     "center_gram",
     "unbiased_center_gram",
-    "hsic",
-    "cka_from_grams",
-    "linear_cka",
-    "debiased_cka",
-    "cka_matrix",
-    "rbf_cka",
-    "rbf_cka_from_grams",
-    "minibatch_cka",
-    "minibatch_cka_from_grams",
-    "minibatch_cka_matrix",
-    "svcca",
-    "svcca_from_grams",
-    "pwcca",
-    "procrustes_similarity",
-    "procrustes_similarity_from_grams",
-    "procrustes_distance",
-    "mutual_knn",
-    "mutual_knn_from_grams",
-    "rsa",
-    "rsa_from_grams",
-    "spearman",
-    "INVARIANCES",
-    "Measure",
-    "MEASURES",
-    "measure_names",
-    "get_measure",
-    "similarity",
-    "similarity_from_grams",
-    "cka_by_layer",
-    "similarity_by_layer_from_grams",
-    "GramCache",
+    *(name for name in cka.__all__ if name != "minibatches"),  # the minibatch splitter stays internal
+    *(name for name in cca.__all__ if name != "n_components"),  # so does SVCCA's component count
+    *procrustes.__all__,
+    *knn.__all__,
+    *rdm.__all__,
+    *registry.__all__,
+    *layers.__all__,
+    *gram_cache.__all__,
 ]

@@ -55,12 +55,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from layerwise.bands import (MIN_CONTRAST, MIN_RISE_Z, MIN_SHARPNESS, PAPER_BANDS, PT, SFT, delta_table,
+from layerwise.bands import (MIN_CONTRAST, MIN_RISE_Z, MIN_SHARPNESS, PAPER_BANDS, delta_table,
                              fit_many, scale_boundaries, transition_score)
 
 __all__ = [
@@ -465,14 +466,7 @@ def choose_thresholds(
     return best[1]
 
 
-def estimate_task_noise(
-    cka: pd.DataFrame,
-    *,
-    measure: str = "linear_cka",
-    experimental: str = SFT,
-    reference: str = PT,
-    tasks: Sequence[str] | None = None,
-) -> float:
+def estimate_task_noise(cka: pd.DataFrame, **selection: Any) -> float:
     """Per-task noise SD of Delta CKA per layer, measured on a run's similarity table.
 
     For each task's Delta curve ``y_1..y_L`` the pseudo-residuals
@@ -485,14 +479,16 @@ def estimate_task_noise(
 
     Args:
         cka: the tidy similarity table (see :func:`layerwise.bands.task_curves`).
-        measure, experimental, reference, tasks: as in :func:`layerwise.bands.find_bands`.
+        **selection: ``measure``, ``experimental``, ``reference``, ``tasks``, as in
+            :func:`layerwise.bands.task_curves` (same defaults).
 
     Returns:
         The noise SD (float, CKA units).
 
     Raises:
         ValueError: bad table (see :func:`layerwise.bands.task_curves`).
+        TypeError: a keyword that :func:`layerwise.bands.task_curves` does not take.
     """
-    D = delta_table(cka, measure=measure, experimental=experimental, reference=reference, tasks=tasks).to_numpy()
+    D = delta_table(cka, **selection).to_numpy()
     e = (D[:, :-2] - 2.0 * D[:, 1:-1] + D[:, 2:]) / np.sqrt(6.0)
     return float(np.median(1.4826 * np.median(np.abs(e), axis=1)))

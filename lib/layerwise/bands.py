@@ -240,19 +240,14 @@ def task_curves(
     return exp.astype(np.float64), ref.astype(np.float64)
 
 
-def delta_table(
-    cka: pd.DataFrame,
-    *,
-    measure: str = "linear_cka",
-    experimental: str = SFT,
-    reference: str = PT,
-    tasks: Sequence[str] | None = None,
-) -> pd.DataFrame:
+def delta_table(cka: pd.DataFrame, **selection: Any) -> pd.DataFrame:
     """``Delta = CKA(experimental) - CKA(reference)`` per task (rows) and layer (columns 1..L).
 
-    See :func:`task_curves` for the arguments and errors.
+    ``cka`` and the keyword options ``measure``, ``experimental``, ``reference``, ``tasks`` (same
+    defaults) go to :func:`task_curves` unchanged; see it for them and for the errors (a keyword
+    it does not take raises ``TypeError``).
     """
-    exp, ref = task_curves(cka, measure=measure, experimental=experimental, reference=reference, tasks=tasks)
+    exp, ref = task_curves(cka, **selection)
     return exp - ref
 
 

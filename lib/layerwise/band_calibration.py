@@ -319,9 +319,11 @@ def calibration_study(
                       for L, T in sizes], ignore_index=True)
 
 
-def _identifiable(draws: pd.DataFrame, min_rise_z: float, min_sharpness: float, min_contrast: float) -> NDArray[np.bool_]:
+def _identifiable(draws: pd.DataFrame, **thresholds: float) -> NDArray[np.bool_]:
+    """Which draws the rule declares identifiable under ``thresholds`` (``min_rise_z``, ``min_sharpness``,
+    ``min_contrast``; default: the calibrated ones of :func:`layerwise.bands.transition_score`)."""
     score = transition_score(draws["rise_z"].to_numpy(), draws["sharpness"].to_numpy(), draws["contrast"].to_numpy(),
-                             min_rise_z=min_rise_z, min_sharpness=min_sharpness, min_contrast=min_contrast)
+                             **thresholds)
     return score >= 1.0
 
 
@@ -333,20 +335,15 @@ def _check_draws(draws: pd.DataFrame) -> None:
         raise ValueError(f"draws is missing column(s) {missing}; pass the table of simulate_band_draws")
 
 
-def recovery_table(
-    draws: pd.DataFrame,
-    *,
-    min_rise_z: float = MIN_RISE_Z,
-    min_sharpness: float = MIN_SHARPNESS,
-    min_contrast: float = MIN_CONTRAST,
-) -> pd.DataFrame:
+def recovery_table(draws: pd.DataFrame, **thresholds: float) -> pd.DataFrame:
     """Recovery rate of the true bands, per shape with a transition, layers and tasks.
 
     A draw *recovers* the bands at tolerance ``k`` if its transition is identifiable under the
     given thresholds and both fitted boundaries are within ``k`` layers of the truth.
 
     Args:
-        draws: :func:`simulate_band_draws`. min_*: the rule's thresholds (default: the calibrated ones).
+        draws: :func:`simulate_band_draws`.
+        thresholds: ``min_rise_z``, ``min_sharpness``, ``min_contrast`` (default: the calibrated ones).
 
     Returns:
         DataFrame with columns ``shape, n_layers, n_tasks, noise_sd, n_draws, identified`` (share declared
@@ -359,7 +356,7 @@ def recovery_table(
     """
     _check_draws(draws)
     d = draws[~draws["null"]].copy()
-    d["identified"] = _identifiable(d, min_rise_z, min_sharpness, min_contrast)
+    d["identified"] = _identifiable(d, **thresholds)
     e1 = d["last_shared"] - d["true_last_shared"]
     e2 = d["last_transition"] - d["true_last_transition"]
     d["err_shared"], d["err_transition"] = e1, e2
@@ -375,17 +372,12 @@ def recovery_table(
     return out
 
 
-def false_positive_table(
-    draws: pd.DataFrame,
-    *,
-    min_rise_z: float = MIN_RISE_Z,
-    min_sharpness: float = MIN_SHARPNESS,
-    min_contrast: float = MIN_CONTRAST,
-) -> pd.DataFrame:
+def false_positive_table(draws: pd.DataFrame, **thresholds: float) -> pd.DataFrame:
     """False-positive rate: share of null draws (no true transition) declared identifiable.
 
     Args:
-        draws: :func:`simulate_band_draws`. min_*: the rule's thresholds (default: the calibrated ones).
+        draws: :func:`simulate_band_draws`.
+        thresholds: ``min_rise_z``, ``min_sharpness``, ``min_contrast`` (default: the calibrated ones).
 
     Returns:
         DataFrame with columns ``shape, n_layers, n_tasks, noise_sd, n_draws, false_positive,
@@ -396,7 +388,7 @@ def false_positive_table(
     """
     _check_draws(draws)
     d = draws[draws["null"]].copy()
-    d["false_positive"] = _identifiable(d, min_rise_z, min_sharpness, min_contrast)
+    d["false_positive"] = _identifiable(d, **thresholds)
     out = (d.groupby(["shape", "n_layers", "n_tasks", "noise_sd"], sort=True)
            .agg(n_draws=("false_positive", "size"), false_positive=("false_positive", "mean")).reset_index())
     out["false_positive_se"] = np.sqrt(out["false_positive"] * (1 - out["false_positive"]) / out["n_draws"])

@@ -91,7 +91,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from layerwise.stats import bootstrap_tasks, percentile_ci
 from layerwise.vocab import HELDOUT_SFT, PT, SFT
@@ -367,7 +367,7 @@ def _sharpness(rss: NDArray[np.float64], rss_alt: NDArray[np.float64], tss: NDAr
     return np.where(ok, np.maximum(s, 0.0), 0.0)
 
 
-def transition_score(rise_z: Any, sharpness: Any, contrast: Any, *, min_rise_z: float = MIN_RISE_Z,
+def transition_score(rise_z: ArrayLike, sharpness: ArrayLike, contrast: ArrayLike, *, min_rise_z: float = MIN_RISE_Z,
                      min_sharpness: float = MIN_SHARPNESS, min_contrast: float = MIN_CONTRAST) -> NDArray[np.float64]:
     """``min(rise_z / min_rise_z, sharpness / min_sharpness, contrast / min_contrast)``.
 

@@ -8,6 +8,7 @@ examples; one JSON file per (model, task) under ``evaluation/``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,15 +39,18 @@ def eval_path(run: Run, slot: ModelSlot, task: str) -> Path:
     return run.out / "evaluation" / slot.label / f"{run.slug(task)}-metric-{key}.json"
 
 
-def evaluate(run: Run, progress: bool = True) -> pd.DataFrame:
+def evaluate(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None = None) -> pd.DataFrame:
     """Evaluate PT, SFT, held-out SFT and each control (not random-init) on their tasks, cached.
+
+    ``slots`` (default: every slot of the run) restricts the work and the table, e.g. to one slot
+    with one task (one job of :mod:`layerwise.plan`).
 
     Returns:
         DataFrame ``task, cluster, role, metric, value, exact_match, n`` (``exact_match`` NaN
         where the metric has none).
     """
     n_eval = run.spec.data.n_eval
-    slots = [s for s in run.slots if s.role != RANDOM_ROLE]
+    slots = [s for s in (run.slots if slots is None else slots) if s.role != RANDOM_ROLE]
 
     def work(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str) -> None:
         test = run.tasks[task]["test"]

@@ -498,9 +498,10 @@ def _tokens_per_example(spec: RunSpec) -> tuple[dict[str, tuple[float, float]], 
         count, how = (lambda text: len(text) / CHARS_PER_TOKEN), f"task pools, characters / {CHARS_PER_TOKEN:g} (tokenizer not on disk)"
     out = {}
     for t in spec.tasks:
-        tr = load_split(spec, t)["train"].select(range(min(64, spec.data.n_train)))
+        split = load_split(spec, t)["train"]
+        tr = split.select(range(min(64, len(split))))
         out[t] = (sum(map(count, tr["prompt"])) / len(tr), sum(map(count, tr["target"])) / len(tr))
-    return out, f"{how}, first {min(64, spec.data.n_train)} training examples per task"
+    return out, f"{how}, first {min(64, spec.data.n_train)} (at most) training examples per task"
 
 
 def estimate(spec: RunSpec, graph: JobGraph | None = None, *, device_tflops: float | None = None) -> tuple[pd.DataFrame, list[str]]:

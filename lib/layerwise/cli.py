@@ -4,6 +4,11 @@
     layerwise run    [--spec S] [--set ...]             fetch, train adapters, hidden states, CKA table
     layerwise book   [--spec S] [--set ...] [--book-dir D]  run, execute notebooks, build the HTML book
     layerwise notebook NAME [--spec S] [--set ...]      execute one notebook into the book folder
+    layerwise plan   [--spec S] [--set ...] [--device-tflops T]  the job graph and its estimated cost; runs nothing
+
+``run`` and ``book`` use the spec's executor: ``executor: local`` (default) runs every stage in
+this process; ``executor: ray`` runs the run's job graph (:mod:`layerwise.plan`) on a Ray cluster
+(``ray.address``; none starts a local one), with the job logs in ``<output_dir>/logs/``.
 
 ``python -m layerwise ...`` works too. Every command validates the whole spec first
 (:func:`layerwise.validation.load_checked_spec`: keys, types, values, task, measure and model names,
@@ -22,6 +27,7 @@ import time
 from pathlib import Path
 
 from .book import BOOK_ENV
+from .plan import execute, fetch
 
 __all__ = ["main"]
 
@@ -34,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "fetch, train adapters, extract hidden states, compute the CKA table"),
         ("book", "run, execute all notebooks, build the HTML book"),
         ("notebook", "execute one notebook into the book folder"),
+        ("plan", "print the job graph (jobs by kind, dependencies, estimated time and memory); runs nothing"),
     ]:
         s = sub.add_parser(name, help=help_)
         if name == "notebook":
@@ -43,65 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="override one spec value, e.g. --set training.epochs=2 (repeatable)")
         if name in ("book", "notebook"):
             s.add_argument("--book-dir", default=None, help="Jupyter Book source folder (default: book/)")
+        if name == "plan":
+            s.add_argument("--device-tflops", type=float, default=None,
+                           help="effective device rate for FLOP-based estimates (default: a measured GEMM rate from "
+                                "benchmarks/*.json, else an A100-class assumption; the output names the source)")
     return p
-
-
-def _fetch(run) -> None:
-    """Fetch every model of the run (base, experimental, comparison models) and the task data.
-
-    Each model that gets LoRA adapters (the base model and the ``compare_models``) is checked for
-    ``training.target_modules`` as soon as its config is on disk.
-
-    Raises:
-        SpecError: a LoRA target module does not exist in a model (one line per model).
-        layerwise.models.ModelNotFoundError: a model cannot be resolved.
-    """
-    from .models import resolve_model
-    from .spec import SpecError
-    from .validation import check_target_modules
-
-    spec = run.spec
-    trained = [spec.base_model] + [m for m in spec.compare_models if m != spec.base_model]
-    bad: list[str] = []
-    for model in trained + ([spec.experimental_model] if spec.experimental_model else []):
-        t0 = time.perf_counter()
-        path = resolve_model(model)
-        print(f"[layerwise] model {model!r} ready at {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        if model in trained:
-            bad += check_target_modules(model, spec.training.target_modules)
-    if bad:
-        raise SpecError(bad)
-    t0 = time.perf_counter()
-    sizes = {t: (len(d["train"]), len(d["test"])) for t, d in run.tasks.items()}
-    print(f"[layerwise] task data ready ({time.perf_counter() - t0:.0f} s): "
-          + ", ".join(f"{t} {a}+{b}" for t, (a, b) in sizes.items()), flush=True)
-
-
-def _compute(run, *, evaluate: bool = True) -> None:
-    """Every stage of a run; then the same for each companion run (cross-model chapter).
-
-    Companion runs skip the task-level evaluation and the template variation (the cross-model
-    chapter reads similarity, response loss and spectra only), which keeps their cost to training
-    and extraction.
-    """
-    _fetch(run)
-    t0 = time.perf_counter()
-    run.train()
-    print(f"[layerwise] adapters ready ({time.perf_counter() - t0:.0f} s)", flush=True)
-    t0 = time.perf_counter()
-    run.run_models()
-    df = run.cka()
-    print(f"[layerwise] hidden states + CKA table ready ({time.perf_counter() - t0:.0f} s, {len(df)} rows)", flush=True)
-    t0 = time.perf_counter()
-    if evaluate:
-        run.evaluate()
-        run.template_variation()
-    run.spectra()
-    done = "task-level evaluation, template variation + spectra" if evaluate else "spectra"
-    print(f"[layerwise] {done} ready ({time.perf_counter() - t0:.0f} s)", flush=True)
-    for companion in run.companions:
-        print(f"[layerwise] cross-model companion run: {companion.spec.base_model} -> {companion.out}", flush=True)
-        _compute(companion, evaluate=False)
 
 
 def _report(lines: list[str]) -> None:
@@ -124,13 +77,25 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     try:
+        if args.command == "plan":  # the spec alone: the models need not be on disk
+            from .plan import plan_text
+            from .spec import load_spec
+
+            print(plan_text(load_spec(args.spec, args.overrides), device_tflops=args.device_tflops))
+            return 0
         run = Run.from_spec(args.spec, args.overrides)
         if args.command == "fetch":
-            _fetch(run)
+            fetch(run)
         elif args.command == "run":
-            _compute(run)
+            execute(run)
+            print(f"[layerwise] run done in {time.perf_counter() - t_start:.0f} s ({run.spec.executor})", flush=True)
         elif args.command == "book":
-            _compute(run)
+            from .spec import PROJECT_ROOT
+
+            book = {"spec_path": str(Path(args.spec).resolve()) if Path(args.spec).exists() else args.spec,
+                    "overrides": list(args.overrides),
+                    "book_dir": str(Path(args.book_dir).resolve() if args.book_dir else PROJECT_ROOT / "book")}
+            execute(run, notebooks=True, book=book)  # ray: the chapters too, as jobs; build_book then reuses them
             index = build_book(spec_path=args.spec, overrides=args.overrides,
                                book_dir=Path(args.book_dir) if args.book_dir else None)
             print(f"[layerwise] book built in {time.perf_counter() - t_start:.0f} s total", flush=True)
@@ -147,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelNotFoundError, FileNotFoundError) as exc:
         _report([str(exc)])
         return 2
-    except (KeyError, ValueError, NotebookFailed) as exc:
+    except (KeyError, ValueError, NotebookFailed, RuntimeError) as exc:
         _report([str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)])
         return 1
     return 0

@@ -47,6 +47,9 @@ __all__ = [
     "DataSpec",
     "TrainingSpec",
     "ExtractionSpec",
+    "ResourceSpec",
+    "RaySpec",
+    "EXECUTORS",
     "RunSpec",
     "load_spec",
     "read_spec",
@@ -312,6 +315,78 @@ class ExtractionSpec:
         return []
 
 
+#: Where a run's jobs run: ``local`` (in this process, one after another) or ``ray`` (on a Ray
+#: cluster, see :mod:`layerwise.jobs` and :mod:`layerwise.plan`).
+EXECUTORS = ("local", "ray")
+#: Job kinds that ``ray.resources`` may set (the kinds of :data:`layerwise.jobs.DEFAULT_RESOURCES`).
+JOB_KINDS = ("fetch", "train", "extract", "evaluate", "table", "notebook")
+_BYTES_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _bytes(value: Any) -> Any:
+    """``memory: 16GiB`` / ``16GB`` / ``500MB`` / a plain number of bytes -> bytes (an int)."""
+    if isinstance(value, str):
+        m = _BYTES_RE.fullmatch(value)
+        if not m:
+            raise ValueError("give a number of bytes or a size such as 16GiB, 16GB, 512MiB")
+        return int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
+    return value
+
+
+def _job_kinds(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        bad = [k for k in value if k not in JOB_KINDS]
+        if bad:
+            raise ValueError(f"unknown job kind(s) {bad}; choose from {list(JOB_KINDS)}")
+    return value
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class ResourceSpec:
+    """What one job of a kind asks Ray for; a key left out (null) keeps the kind's default
+    (:data:`layerwise.jobs.DEFAULT_RESOURCES`).
+
+    Attributes:
+        num_cpus: CPU cores (fractions allowed, >= 0).
+        num_gpus: GPUs (fractions share a GPU, >= 0); ``1`` for training runs one adapter per GPU.
+        memory: bytes of memory Ray reserves for the job (a number, or ``16GiB``, ``16GB``, ``512MiB``).
+    """
+
+    num_cpus: Annotated[float, BeforeValidator(_float_text), Field(ge=0)] | None = None
+    num_gpus: Annotated[float, BeforeValidator(_float_text), Field(ge=0)] | None = None
+    memory: Annotated[int, BeforeValidator(_bytes), Strict(), Field(ge=0)] | None = None
+
+    def given(self) -> dict[str, float]:
+        """The keys set in the spec (not null), as Ray's options."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class RaySpec:
+    """The Ray cluster of ``executor: ray``.
+
+    Attributes:
+        address: an existing cluster: ``auto`` (the cluster this machine belongs to, e.g. after
+            ``ray start``), ``<host>:6379`` or ``ray://<host>:10001``; null starts a local cluster on
+            127.0.0.1 for the duration of the run.
+        max_retries: times Ray reruns a job whose worker died (a killed process, a lost node); a
+            job that raises is not retried. Safe because every artefact is written atomically
+            under a content key.
+        resources: job kind (``fetch, train, extract, evaluate, table, notebook``) -> its
+            :class:`ResourceSpec`, over the defaults.
+    """
+
+    address: Annotated[str, Strict(), AfterValidator(_not_blank)] | None = None
+    max_retries: Count = 3
+    resources: Annotated[dict[str, ResourceSpec], BeforeValidator(_job_kinds)] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        """Inconsistencies between keys of this section (none are possible)."""
+        return []
+
+
 @dataclass(frozen=True, config=_CONFIG)
 class RunSpec:
     """Everything one run of the book depends on.
@@ -342,6 +417,10 @@ class RunSpec:
             (:mod:`layerwise.gate`) is left out of every verdict; ``report``: the gate is computed and
             shown, and no task is left out (for machinery checks such as the smoke run, whose random
             model learns nothing).
+        executor: ``local`` (default: every stage in this process) or ``ray`` (the run as a job
+            graph on a Ray cluster, :mod:`layerwise.plan`); the results are the same.
+        ray: the cluster and the resources of each job kind (:class:`RaySpec`), read when
+            ``executor: ray``.
         compare_models: other base models (model strings) for the cross-model chapter. Each one
             gets a *companion run* (:meth:`companion_specs`): this spec with only the base model
             changed, so tasks, data, templates and recipe are identical and the models' curves and
@@ -364,6 +443,8 @@ class RunSpec:
     measures: NonEmptyNames = ("linear_cka", "debiased_cka")
     compare_models: Names = ()
     gate: Annotated[str, Strict(), _choice("enforce", "report")] = "enforce"
+    executor: Annotated[str, Strict(), _choice(*EXECUTORS)] = "local"
+    ray: RaySpec = field(default_factory=RaySpec)
 
     def problems(self) -> list[str]:
         """Inconsistencies between keys, one line each (empty if none).
@@ -396,7 +477,7 @@ class RunSpec:
         if len(set(slugs)) != len(slugs) and len(set(self.compare_models)) == len(self.compare_models):
             out.append(f"compare_models = {list(self.compare_models)} is not valid; they map to the same folder "
                        f"names {slugs}")
-        return out + self.data.problems() + self.training.problems() + self.extraction.problems()
+        return out + self.data.problems() + self.training.problems() + self.extraction.problems() + self.ray.problems()
 
     def validate(self) -> None:
         """Raise :class:`SpecError` listing every line of :meth:`problems` (types and ranges are
@@ -447,7 +528,7 @@ class RunSpec:
 
 
 #: The sections of a spec (keys holding a mapping of settings) and their classes.
-SECTIONS: dict[str, type] = {"data": DataSpec, "training": TrainingSpec, "extraction": ExtractionSpec}
+SECTIONS: dict[str, type] = {"data": DataSpec, "training": TrainingSpec, "extraction": ExtractionSpec, "ray": RaySpec}
 
 
 def model_slug(model: str) -> str:
@@ -639,10 +720,12 @@ def _describe(err: Mapping[str, Any]) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     if kind == "unexpected_keyword_argument":
         cls = SECTIONS.get(loc[0], RunSpec) if len(loc) > 1 else RunSpec
+        if loc[:2] == ["ray", "resources"] and len(loc) == 4:  # ray.resources.<kind>.<key>
+            cls = ResourceSpec
         names = [f.name for f in fields(cls)]
         near = difflib.get_close_matches(loc[-1], names, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        prefix = f"{loc[0]}." if len(loc) > 1 else ""
+        prefix = ".".join(loc[:-1]) + "." if len(loc) > 1 else ""
         return f"unknown spec key {key!r}{hint}; {_valid_keys(cls, prefix)}"
     why = {
         "int_type": "it must be an integer",

@@ -33,6 +33,7 @@ from .spec import TrainingSpec
 __all__ = [
     "AdapterResult",
     "adapter_key",
+    "adapter_location",
     "resolve_target_modules",
     "train_adapter",
     "load_adapter_model",
@@ -78,6 +79,22 @@ def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], re
     if compute is not None:
         parts["compute"] = compute
     return content_key(parts)
+
+
+def adapter_location(*, name: str, base_model: str, prompts: Sequence[str], targets: Sequence[str],
+                     example_ids: Sequence[str], spec: TrainingSpec, adapters_dir: Path, dtype: str = "auto",
+                     group_by_length: bool = False) -> tuple[str, Path]:
+    """The key and folder :func:`train_adapter` gives an adapter, from the same arguments, without training.
+
+    Returns:
+        ``(key, adapters_dir / f"{name}-{key}")``; the folder may not exist yet.
+    """
+    from .models import compute_settings, model_fingerprint
+
+    recipe = {**spec.recipe(), "group_by_length": True} if group_by_length else spec.recipe()
+    key = adapter_key(model_fingerprint(base_model), example_ids, recipe, content_key([list(prompts), list(targets)]),
+                      compute=compute_settings(spec.device, dtype).key_parts())
+    return key, adapters_dir / f"{name}-{key}"
 
 
 #: The paper's LoRA targets (query and value projections) under each architecture's module names,
@@ -411,13 +428,12 @@ def train_adapter(
         raise ValueError(f"prompts, targets and example_ids differ in length: {len(prompts)}, {len(targets)}, {len(example_ids)}")
     if not prompts:
         raise ValueError(f"adapter {name!r}: no training examples")
-    from .models import compute_settings, model_fingerprint
+    from .models import compute_settings
 
     cs = compute_settings(spec.device, dtype)
-    recipe = {**spec.recipe(), "group_by_length": True} if group_by_length else spec.recipe()
-    key = adapter_key(model_fingerprint(base_model), example_ids, recipe, content_key([list(prompts), list(targets)]),
-                      compute=cs.key_parts())
-    final = adapters_dir / f"{name}-{key}"
+    key, final = adapter_location(name=name, base_model=base_model, prompts=prompts, targets=targets,
+                                  example_ids=example_ids, spec=spec, adapters_dir=adapters_dir, dtype=dtype,
+                                  group_by_length=group_by_length)
     if (final / "layerwise_adapter.json").is_file():
         meta = read_json(final / "layerwise_adapter.json")
         return AdapterResult(name, final, key, read_json(final / "training_log.json"), True, meta["seconds"])

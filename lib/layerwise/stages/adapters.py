@@ -7,12 +7,16 @@ itself is :func:`layerwise.training.train_adapter`, which reuses an adapter alre
 
 from __future__ import annotations
 
+import math
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .. import training  # called as training.train_adapter, so tests can replace it
+from ..cache import content_key, read_json
+from ..models import model_fingerprint
 from ..tasks import cap_per_cluster
 from ..spec import TrainingSpec
 from .slots import SEED_MARK, adapter_name, adapter_role
@@ -20,7 +24,8 @@ from .slots import SEED_MARK, adapter_name, adapter_role
 if TYPE_CHECKING:
     from ..pipeline import Run
 
-__all__ = ["Examples", "mixture", "adapter_jobs", "adapter_recipe", "train_adapters", "training_log",
+__all__ = ["Examples", "mixture", "adapter_jobs", "adapter_recipe", "adapter_kwargs", "train_one", "train_adapters",
+           "planned_adapters", "training_log",
            "training_summary"]
 
 #: Training examples as parallel lists: (prompts, targets, example ids).
@@ -87,23 +92,61 @@ def adapter_recipe(run: Run, name: str) -> TrainingSpec:
     return tr.for_adapter(seed=int(seed) if seed else default, control=control)
 
 
+def adapter_kwargs(run: Run, name: str, examples: Examples) -> dict[str, Any]:
+    """The arguments :func:`layerwise.training.train_adapter` (and :func:`layerwise.training.adapter_location`)
+    get for one adapter of :func:`adapter_jobs`: its examples, its recipe, the spec's dtype and grouping."""
+    p, t, i = examples
+    return {"name": name, "base_model": run.spec.base_model, "prompts": p, "targets": t, "example_ids": i,
+            "spec": adapter_recipe(run, name), "adapters_dir": run.out / "adapters",
+            "dtype": run.spec.training.dtype, "group_by_length": run.spec.training.group_by_length}
+
+
+def train_one(run: Run, name: str, examples: Examples, progress: bool = True,
+              callbacks: Sequence[Any] = ()) -> training.AdapterResult:
+    """Train or reuse one adapter of :func:`adapter_jobs` (under ``<output>/adapters``), with a progress line.
+
+    Args:
+        run: the run. name, examples: one item of :func:`adapter_jobs`. progress: the Trainer's bar.
+        callbacks: extra ``transformers.TrainerCallback`` objects (see :func:`layerwise.training.train_adapter`).
+    """
+    t0 = time.perf_counter()
+    res = training.train_adapter(**adapter_kwargs(run, name, examples), progress=progress and run.verbose,
+                                 callbacks=callbacks)
+    status = "reused" if res.reused else f"trained in {time.perf_counter() - t0:.0f} s"
+    run.log(f"adapter {name}: {status} ({len(examples[0])} examples)")
+    return res
+
+
 def train_adapters(run: Run, progress: bool = True) -> dict[str, training.AdapterResult]:
     """Train or reuse every adapter of :func:`adapter_jobs` (under ``<output>/adapters``).
 
     Returns:
         Adapter name -> :class:`layerwise.training.AdapterResult`, in job order.
     """
-    results: dict[str, training.AdapterResult] = {}
+    return {name: train_one(run, name, examples, progress) for name, examples in adapter_jobs(run)}
+
+
+def planned_adapters(run: Run) -> dict[str, training.AdapterResult]:
+    """Every adapter of :func:`adapter_jobs` at the folder :func:`layerwise.training.train_adapter` gives it,
+    without training: the key is :func:`layerwise.training.adapter_key` of the same inputs.
+
+    What a job on a cluster worker needs to find the adapters other jobs trained (their keys
+    name the folders of the hidden states), before some of them exist. An adapter already on
+    disk comes with its log and seconds (``reused=True``); one not yet trained has an empty log,
+    ``reused=False`` and ``seconds`` NaN, and its ``path`` does not exist yet.
+
+    Returns:
+        Adapter name -> :class:`layerwise.training.AdapterResult`, in job order.
+    """
+    out: dict[str, training.AdapterResult] = {}
     for name, (p, t, i) in adapter_jobs(run):
-        t0 = time.perf_counter()
-        res = training.train_adapter(name=name, base_model=run.spec.base_model, prompts=p, targets=t, example_ids=i,
-                                     spec=adapter_recipe(run, name), adapters_dir=run.out / "adapters",
-                                     dtype=run.spec.training.dtype, group_by_length=run.spec.training.group_by_length,
-                                     progress=progress and run.verbose)
-        status = "reused" if res.reused else f"trained in {time.perf_counter() - t0:.0f} s"
-        run.log(f"adapter {name}: {status} ({len(p)} examples)")
-        results[name] = res
-    return results
+        key, path = training.adapter_location(**adapter_kwargs(run, name, (p, t, i)))
+        if (path / "layerwise_adapter.json").is_file():
+            out[name] = training.AdapterResult(name, path, key, read_json(path / "training_log.json"), True,
+                                               read_json(path / "layerwise_adapter.json")["seconds"])
+        else:
+            out[name] = training.AdapterResult(name, path, key, [], False, math.nan)
+    return out
 
 
 def training_log(run: Run) -> pd.DataFrame:

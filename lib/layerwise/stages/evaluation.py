@@ -7,6 +7,7 @@ examples; one JSON file per (model, task) under ``evaluation/``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,14 +71,17 @@ def _eval_slots(run: Run) -> list[ModelSlot]:
     return [s for s in run.slots if s.role != RANDOM_ROLE] + [s for s in run.extra_slots if s.role == OTHER_ROLE]
 
 
-def evaluate(run: Run, progress: bool = True) -> pd.DataFrame:
+def evaluate(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None = None) -> pd.DataFrame:
     """Evaluate PT, SFT, held-out SFT and each control (not random-init) on their tasks, cached.
+
+    ``slots`` (default: every slot of the run) restricts the work and the table, e.g. to one slot
+    with one task (one job of :mod:`layerwise.plan`).
 
     Returns:
         DataFrame ``task, cluster, role, metric, value, exact_match, n`` (``exact_match`` NaN
         where the metric has none).
     """
-    slots = _eval_slots(run)
+    slots = _eval_slots(run) if slots is None else [s for s in slots if s.role != RANDOM_ROLE]
     for_each_model(run, slots, lambda slot, task: eval_path(run, slot, task).is_file(),
                    lambda model, tokenizer, slot, task: work_on(run, model, tokenizer, slot, task), "evaluated")
     rows = []

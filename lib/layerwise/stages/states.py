@@ -148,10 +148,13 @@ def extract(run: Run, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
                  "adapter": str(slot.adapter) if slot.adapter else None, "random_init": slot.random_init, **meta})
 
 
-def run_models(run: Run, progress: bool = True) -> None:
+def run_models(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None = None) -> None:
     """For every model compute what is missing on its tasks: hidden states on the test prompts
     (last token and mean pooled) and the response loss on the first ``data.n_eval`` test
-    examples. Each model is loaded once."""
+    examples. Each model is loaded once.
+
+    ``slots`` (default: every slot of the run) restricts the work, e.g. to one slot with one task
+    (one job of :mod:`layerwise.plan`)."""
     n_eval = run.spec.data.n_eval
 
     def done(slot: ModelSlot, task: str) -> bool:
@@ -170,7 +173,7 @@ def run_models(run: Run, progress: bool = True) -> None:
             answer = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval], include_eos=False, **kw)
             atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses, "loss_no_eos": answer})
 
-    for_each_model(run, run.slots + run.extra_slots, done, work, "states + loss")
+    for_each_model(run, run.slots + run.extra_slots if slots is None else slots, done, work, "states + loss")
 
 
 def states(run: Run, role: str, task: str, pooling: str = "last") -> NDArray[np.float32]:

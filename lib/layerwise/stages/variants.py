@@ -7,6 +7,7 @@ as on the usual ones, and each model with itself across the two templates.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +72,11 @@ def variant_path(run: Run, slot: ModelSlot, task: str) -> Path:
     return run.out / "hidden_states" / slot.label / f"{run.slug(task)}-variant-{key}.safetensors"
 
 
-def run_template_variant(run: Run, progress: bool = True) -> None:
-    """Hidden states of PT, SFT and the controls on the re-templated inputs, cached; each model loaded once."""
+def run_template_variant(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None = None) -> None:
+    """Hidden states of PT, SFT and the controls on the re-templated inputs, cached; each model loaded once.
+
+    ``slots`` (default: every slot of the run) restricts the work, e.g. to one slot with one task
+    (one job of :mod:`layerwise.plan`); slots of other roles than :data:`VARIANT_ROLES` are skipped."""
     def done(slot: ModelSlot, task: str) -> bool:
         return task not in run.variant_tasks or has_states(variant_path(run, slot, task))
 
@@ -80,8 +84,8 @@ def run_template_variant(run: Run, progress: bool = True) -> None:
         extract(run, model, tokenizer, slot, task, run.variant_tasks[task], variant_path(run, slot, task),
                 progress=progress, desc=f"{slot.role} {task} (other template)", template_shift=1)
 
-    slots = [s for s in run.slots if s.role in VARIANT_ROLES]
-    for_each_model(run, slots, done, work, "states on other templates")
+    chosen = [s for s in (run.slots if slots is None else slots) if s.role in VARIANT_ROLES]
+    for_each_model(run, chosen, done, work, "states on other templates")
 
 
 def _variation_rows(run: Run) -> pd.DataFrame:

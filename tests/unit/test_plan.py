@@ -21,17 +21,20 @@ def test_spec_job_kinds_are_the_executor_kinds():
 def test_smoke_graph_counts_deps_and_outputs(tmp_path):
     g = plan.build_graph(_spec(tmp_path=tmp_path))
     main = {k: sum(1 for j in g.jobs.values() if j.kind == k and "@" not in j.id) for k in plan.KINDS}
-    # 6 adapters: SFT, held-out SFT, 4 controls; 5 roles x 4 tasks minus 3 x 4 controls' other tasks
-    assert main == {"fetch": 1, "train": 6, "extract": 4 * 4 + 4, "evaluate": 3 * 4 + 4, "table": 3, "notebook": 10}
+    # 9 adapters: SFT and held-out SFT of 2 seeds, 4 controls, 1 control replicate (the smoke spec);
+    # extraction: 5 roles x 4 tasks minus 3 x 4 controls' other tasks (the replicates run in the table jobs)
+    assert main == {"fetch": 1, "train": 9, "extract": 4 * 4 + 4, "evaluate": 3 * 4 + 4, "table": 3, "notebook": 10}
     comp = [j for j in g.jobs.values() if j.id.endswith("@tiny-random-gemma3")]
-    assert sorted({j.kind for j in comp}) == ["extract", "fetch", "table", "train"] and len(comp) == 1 + 6 + 20 + 2
+    assert sorted({j.kind for j in comp}) == ["extract", "fetch", "table", "train"] and len(comp) == 1 + 9 + 20 + 2
+    assert {"train:sft+seed43", "train:sft-heldout+seed43", "train:control-rt_sentence_polarity+seed1"} <= set(g.jobs)
     assert g.jobs["train:sft"].deps == ("fetch:tiny-random-llama",)
     assert g.jobs["extract:control/squad_v1"].deps == ("train:control-squad_v1",)
     assert g.jobs["extract:pt/squad_v1"].deps == ("fetch:tiny-random-llama",)
     assert g.jobs["evaluate:sft-heldout/winogrande"].deps == ("train:sft-heldout",)
     assert "evaluate:random-init/squad_v1" not in g.jobs  # random-init is not evaluated
     sim = g.jobs["table:similarity"]
-    assert len(sim.deps) == 20 and all(d.startswith("extract:") and "@" not in d for d in sim.deps)
+    assert len(sim.deps) == 23 and all(d.startswith(("extract:", "train:")) and "@" not in d for d in sim.deps)
+    assert "train:sft+seed43" in sim.deps  # the replicates' models run in the table jobs
     nb = g.jobs["notebook:09_cross_model"]
     assert "table:similarity@tiny-random-gemma3" in nb.deps and "evaluate:pt/squad_v1" in nb.deps
     assert g.jobs["train:control-squad_v1@tiny-random-gemma3"].outputs == (
@@ -44,7 +47,8 @@ def test_smoke_graph_counts_deps_and_outputs(tmp_path):
 
 def test_graph_follows_the_spec(tmp_path):
     g = plan.build_graph(_spec("specs/smoke.yaml", "heldout_tasks=[]", "baselines=[]", "compare_models=[]",
-                               "data.n_template_variant=0", "experimental_model=tiny-random-gemma3", tmp_path=tmp_path),
+                               "data.n_template_variant=0", "experimental_model=tiny-random-gemma3", "training.control_seeds=[]",
+                               tmp_path=tmp_path),
                          notebooks=False)
     assert g.counts() == {"fetch": 1, "train": 4, "extract": 2 * 4 + 4, "evaluate": 2 * 4 + 4, "table": 2}
     assert g.jobs["extract:sft/squad_v1"].deps == ("fetch:tiny-random-llama",)  # off the shelf: no training
@@ -83,7 +87,7 @@ def test_plan_table_and_measured_throughput(tmp_path, monkeypatch):
     spec = _spec(tmp_path=tmp_path)
     monkeypatch.setattr(plan, "_tokens_per_example", lambda s: ({t: (100.0, 20.0) for t in s.tasks}, "fixed"))
     t = plan.plan_table(spec, device_tflops=1.0)
-    assert list(t.columns) == ["kind", "jobs", "est. time", "est. memory"] and t["jobs"].tolist() == [1, 6, 20, 16, 3, 10]
+    assert list(t.columns) == ["kind", "jobs", "est. time", "est. memory"] and t["jobs"].tolist() == [1, 9, 20, 16, 3, 10]
     assert t.set_index("kind").loc["table", "est. time"] == "-"
     # a finished adapter of this run: its logged tokens / seconds become the training rate
     meta = tmp_path / "adapters" / "sft-0" / "layerwise_adapter.json"

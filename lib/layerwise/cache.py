@@ -127,7 +127,7 @@ def atomic_path(target: str | os.PathLike[str], *, is_dir: bool = False) -> Iter
         tmp = Path(name)
     try:
         yield tmp
-        kill_point("write")
+        kill_point("write", str(target))
         if is_dir:
             if target.exists():
                 import shutil
@@ -466,29 +466,30 @@ def hold_run_lock(output_dir: str | os.PathLike[str], *, shared: bool = False) -
 
 # ------------------------------------------------------------------ test-only kill points
 
-#: Test-only: ``LAYERWISE_KILL_AT=<point>:<n>`` makes the process SIGKILL itself the ``n``-th time it
-#: passes the named :func:`kill_point` (crash-resume tests). Unset, every kill point does nothing.
+#: Test-only: ``LAYERWISE_KILL_AT=<point>:<n>[:<text>]`` makes the process SIGKILL itself the ``n``-th
+#: time it passes the named :func:`kill_point` (with ``<text>`` in its detail, if given; e.g.
+#: ``write:2:/tables/`` kills in the second write of a table). Unset, every kill point does nothing.
 KILL_ENV = "LAYERWISE_KILL_AT"
-_KILL_COUNTS: dict[str, int] = {}
+_KILL_COUNT: list[int] = [0]
 
 
-def kill_point(name: str) -> None:
+def kill_point(name: str, detail: str = "") -> None:
     """A named place where the crash-resume tests may kill the process (see :data:`KILL_ENV`).
 
     Points: ``write`` (an atomic write, after the temporary is complete and before it is moved into
-    place), ``train_step`` (after an optimiser step), ``checkpoint`` (inside a training checkpoint,
-    after the adapter weights and before the optimiser state and trainer state are saved).
-    Inert (one dictionary look-up) unless ``$LAYERWISE_KILL_AT`` is set.
+    place; ``detail`` is the target path), ``train_step`` (a training micro-batch), ``checkpoint``
+    (inside a training checkpoint, after the adapter weights and before the optimiser and trainer
+    state are saved). Inert (one environment look-up) unless ``$LAYERWISE_KILL_AT`` is set.
     """
     spec = os.environ.get(KILL_ENV)
     if not spec:
         return
-    point, _, n = spec.rpartition(":")
-    if point != name:
+    point, n, text = (spec.split(":", 2) + [""])[:3]
+    if point != name or text not in detail:
         return
-    _KILL_COUNTS[name] = _KILL_COUNTS.get(name, 0) + 1
-    if _KILL_COUNTS[name] == int(n):
+    _KILL_COUNT[0] += 1
+    if _KILL_COUNT[0] == int(n):
         import signal
 
-        print(f"[layerwise] test kill at {name}:{n}", flush=True)
+        print(f"[layerwise] test kill at {spec} ({detail})", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -186,6 +186,8 @@ def good_checkpoints(work: Path) -> list[Path]:
                 safetensors_format(ckpt / "adapter_model.safetensors")
             except FileNotFoundError:
                 raise CorruptArtefact(ckpt, "adapter_model.safetensors is missing") from None
+            except CorruptArtefact as err:  # reported against the checkpoint, removed whole
+                raise CorruptArtefact(ckpt, f"adapter_model.safetensors: {err.reason}") from None
             for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
                 f = ckpt / name
                 if not f.is_file() or not zipfile.is_zipfile(f):

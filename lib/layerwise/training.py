@@ -12,8 +12,10 @@ of the adapter's key. :class:`AdapterBank` keeps one base model in memory and sw
 
 An adapter is stored in ``<output>/adapters/<name>-<key>/`` (``adapter_model.safetensors``,
 ``adapter_config.json``, ``training_log.json``, ``layerwise_adapter.json``), where ``key`` hashes the
-base model, the training examples, the recipe and the seed. A finished adapter with the same key is
-reused; an interrupted training resumes from its last checkpoint in ``<output>/adapters/.work/``.
+base model, the training examples, the recipe and the seed, the compute settings and the training
+code (:func:`training_code`). A finished adapter with the same key is reused once it passes
+:func:`check_adapter` (else it is reported, removed and retrained); an interrupted training resumes
+from its last whole checkpoint in ``<output>/adapters/.work/`` (:func:`good_checkpoints`).
 """
 
 from __future__ import annotations

@@ -50,9 +50,16 @@ def run_smoke(out: Path, env_extra: dict[str, str] | None = None) -> subprocess.
 
 
 def tables(out: Path) -> dict[str, pd.DataFrame]:
-    """Every parquet table under a ``tables/`` folder of a run, by path relative to the run."""
-    return {str(p.relative_to(out)): pd.read_parquet(p) for p in sorted(out.rglob("*.parquet"))
-            if "tables" in p.relative_to(out).parts}
+    """Every parquet table under a ``tables/`` folder of a run, by path relative to the run without the
+    content key (so a reference run made by other code is still comparable)."""
+    found = {}
+    for p in sorted(out.rglob("*.parquet")):
+        rel = p.relative_to(out)
+        if "tables" in rel.parts:
+            name = str(rel.parent / rel.name.rsplit("-", 1)[0])
+            assert name not in found, f"two tables named {name} in {out}"
+            found[name] = pd.read_parquet(p)
+    return found
 
 
 def assert_same_tables(reference: Path, other: Path) -> None:

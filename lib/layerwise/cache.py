@@ -32,6 +32,7 @@ __all__ = [
     "CorruptArtefact",
     "write_table",
     "read_table",
+    "read_tagged_parquet",
     "read_verified_json",
     "safetensors_format",
     "discard_corrupt",
@@ -241,6 +242,23 @@ def read_table(path: str | os.PathLike[str], fmt: str, columns: "tuple[str, ...]
         CorruptArtefact: unreadable (truncated) parquet, another format tag, a missing column, or fewer
             than ``min_rows`` rows.
     """
+    path = Path(path)
+    table = read_tagged_parquet(path, fmt)
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise CorruptArtefact(path, f"missing columns {missing}")
+    if table.num_rows < min_rows:
+        raise CorruptArtefact(path, f"{table.num_rows} rows, expected at least {min_rows}")
+    return table.to_pandas()
+
+
+def read_tagged_parquet(path: str | os.PathLike[str], fmt: str) -> Any:
+    """Read a parquet file as a ``pyarrow.Table`` and check its format tag (schema metadata ``layerwise_format``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptArtefact: unreadable (truncated, garbage) parquet, or another format tag.
+    """
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -253,12 +271,7 @@ def read_table(path: str | os.PathLike[str], fmt: str, columns: "tuple[str, ...]
     tag = (table.schema.metadata or {}).get(FORMAT_KEY.encode(), b"").decode()
     if tag != fmt:
         raise CorruptArtefact(path, f"format tag {tag!r}, expected {fmt!r}")
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise CorruptArtefact(path, f"missing columns {missing}")
-    if table.num_rows < min_rows:
-        raise CorruptArtefact(path, f"{table.num_rows} rows, expected at least {min_rows}")
-    return table.to_pandas()
+    return table
 
 
 def read_verified_json(path: str | os.PathLike[str], required: "tuple[str, ...] | list[str]" = ()) -> Any:

@@ -11,7 +11,8 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 
-from layerwise.cache import FORMAT_KEY, CorruptArtefact, atomic_path, cache_root, content_key, discard_corrupt
+from layerwise.cache import (FORMAT_KEY, CorruptArtefact, atomic_path, cache_root, content_key, discard_corrupt,
+                            read_tagged_parquet)
 from layerwise.sources import fetch_source
 from layerwise.templates import (TEMPLATE_MODES, check_chat_template, choose_template, n_templates, render_given,
                                  render_prompt, wrap_prompt)
@@ -95,13 +96,7 @@ def _read_pool(path: Path) -> datasets.Dataset:
     Raises:
         CorruptArtefact: a check fails (the reason names it).
     """
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise CorruptArtefact(path, f"unreadable parquet: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-    tag = (table.schema.metadata or {}).get(FORMAT_KEY.encode(), b"").decode()
-    if tag != POOL_FORMAT:
-        raise CorruptArtefact(path, f"format tag {tag!r}, expected {POOL_FORMAT!r}")
+    table = read_tagged_parquet(path, POOL_FORMAT)
     try:
         table = table.cast(POOL_FEATURES.arrow_schema)
     except Exception as exc:

@@ -166,6 +166,19 @@ def test_corrupt_artefacts_of_every_kind_are_reported_and_recomputed(reference, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stderr.splitlines() if "corrupt artefact, recomputing:" in ln]
     for what, p in damaged.items():
+        if what.startswith("loss"):
+            continue  # read by the notebooks, checked below
         reported = p.parent if what.startswith("adapter") else p
         assert any(f"recomputing: {reported} (" in ln for ln in lines), (what, lines)
     assert_same_tables(reference, out)
+    # `layerwise run` makes no response-loss table; the notebooks read the loss JSONs through Run.response_loss
+    loss_json = damaged["loss JSON (truncated)"]
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys; from layerwise.pipeline import Run; "
+         "r = Run.from_spec(sys.argv[1], [f'output_dir={sys.argv[2]}'] + sys.argv[3:], verbose=False); "
+         "print(r.response_loss().to_json())", str(SPEC), str(out), *SETS],
+        capture_output=True, text=True, cwd=ROOT, timeout=1800,
+        env={**{k: v for k, v in os.environ.items() if k != HELD_ENV}, "PYTHONPATH": str(ROOT / "lib")})
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert f"corrupt artefact, recomputing: {loss_json} (invalid JSON" in check.stderr, check.stderr[-3000:]
+    assert loss_json.is_file()

@@ -130,6 +130,9 @@ def test_kill_then_rerun_gives_the_same_tables(reference, tmp_path, point, remov
     rerun = run_smoke(out, env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "Traceback" not in rerun.stderr
+    if point == "checkpoint:3":  # killed while saving sft's checkpoint-6: that one is discarded, 4 resumed
+        assert "corrupt artefact, recomputing:" in rerun.stderr and "/checkpoint-6 (" in rerun.stderr, rerun.stderr[-2000:]
+        assert "sft: resuming from checkpoint-4" in rerun.stdout
     assert_same_tables(reference, out)
     assert not [p for p in out.rglob(".*") if p.name.endswith((".tmp", ".old"))]  # orphans cleaned
 

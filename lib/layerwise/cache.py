@@ -32,12 +32,17 @@ __all__ = [
     "CorruptArtefact",
     "write_table",
     "read_table",
+    "read_tagged_parquet",
     "read_verified_json",
     "safetensors_format",
     "discard_corrupt",
     "clean_orphans",
     "RunLock",
     "OutputDirInUse",
+    "hold_run_lock",
+    "HELD_ENV",
+    "KILL_ENV",
+    "kill_point",
 ]
 
 #: Metadata key of the format tag every table and tensor file of a run carries.
@@ -123,6 +128,7 @@ def atomic_path(target: str | os.PathLike[str], *, is_dir: bool = False) -> Iter
         tmp = Path(name)
     try:
         yield tmp
+        kill_point("write", str(target))
         if is_dir:
             if target.exists():
                 import shutil
@@ -236,6 +242,23 @@ def read_table(path: str | os.PathLike[str], fmt: str, columns: "tuple[str, ...]
         CorruptArtefact: unreadable (truncated) parquet, another format tag, a missing column, or fewer
             than ``min_rows`` rows.
     """
+    path = Path(path)
+    table = read_tagged_parquet(path, fmt)
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise CorruptArtefact(path, f"missing columns {missing}")
+    if table.num_rows < min_rows:
+        raise CorruptArtefact(path, f"{table.num_rows} rows, expected at least {min_rows}")
+    return table.to_pandas()
+
+
+def read_tagged_parquet(path: str | os.PathLike[str], fmt: str) -> Any:
+    """Read a parquet file as a ``pyarrow.Table`` and check its format tag (schema metadata ``layerwise_format``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptArtefact: unreadable (truncated, garbage) parquet, or another format tag.
+    """
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -248,12 +271,7 @@ def read_table(path: str | os.PathLike[str], fmt: str, columns: "tuple[str, ...]
     tag = (table.schema.metadata or {}).get(FORMAT_KEY.encode(), b"").decode()
     if tag != fmt:
         raise CorruptArtefact(path, f"format tag {tag!r}, expected {fmt!r}")
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise CorruptArtefact(path, f"missing columns {missing}")
-    if table.num_rows < min_rows:
-        raise CorruptArtefact(path, f"{table.num_rows} rows, expected at least {min_rows}")
-    return table.to_pandas()
+    return table
 
 
 def read_verified_json(path: str | os.PathLike[str], required: "tuple[str, ...] | list[str]" = ()) -> Any:
@@ -346,18 +364,20 @@ class OutputDirInUse(RuntimeError):
 
 
 class RunLock:
-    """An exclusive lock on a run's output directory, held for the life of the process or the block.
+    """A lock on a run's output directory, held for the life of the process or the block.
 
     The lock is an ``fcntl.flock`` on ``<output_dir>/.lock``; the kernel releases it when the holding
-    process ends, even on SIGKILL, so a killed run never leaves a stale lock. The file records the
-    holder's pid and start time for the message a second run prints.
+    process ends, even on SIGKILL, so a killed run never leaves a stale lock. A writer takes it
+    exclusively; readers (``shared=True``) share it with each other but not with a writer. The file
+    records the writer's pid and start time for the message a second run prints.
 
     Raises:
-        OutputDirInUse: on :meth:`acquire`, when another process holds the lock.
+        OutputDirInUse: on :meth:`acquire`, when another process holds the lock in a conflicting mode.
     """
 
-    def __init__(self, output_dir: str | os.PathLike[str]):
+    def __init__(self, output_dir: str | os.PathLike[str], *, shared: bool = False):
         self.path = Path(output_dir) / ".lock"
+        self.shared = shared
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
@@ -370,15 +390,36 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise OutputDirInUse(f"output_dir {self.path.parent} is in use by {holder}; wait for that run "
                                  "to finish or set another output_dir") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
         self._fd = fd
+        return self
+
+    def upgrade(self) -> "RunLock":
+        """Turn a held shared lock into an exclusive one (no-op if already exclusive).
+
+        Raises:
+            OutputDirInUse: another process shares the lock.
+        """
+        import fcntl
+
+        if self._fd is None:
+            self.shared = False
+            return self.acquire()
+        if self.shared:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputDirInUse(f"output_dir {self.path.parent} is open in another process (a notebook?); "
+                                     "close it or set another output_dir") from None
+            self.shared = False
         return self
 
     def release(self) -> None:
@@ -392,3 +433,76 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+#: Environment variable listing (``os.pathsep``-separated) the output directories whose lock an
+#: ancestor process holds; set by :func:`hold_run_lock` so that the notebook kernels a ``layerwise
+#: book`` starts open the run it holds without waiting for its lock.
+HELD_ENV = "LAYERWISE_HELD_LOCKS"
+
+_HELD: dict[Path, RunLock] = {}
+
+
+def hold_run_lock(output_dir: str | os.PathLike[str], *, shared: bool = False) -> RunLock | None:
+    """Hold the :class:`RunLock` of ``output_dir`` until this process ends (once per process and directory).
+
+    A writer (``shared=False``) holds it exclusively and, the first time, removes the orphan
+    temporaries of killed writers (:func:`clean_orphans`); a reader shares it. A later exclusive
+    request upgrades a shared lock. Nothing is taken when an ancestor process holds the lock
+    (``output_dir`` listed in ``$LAYERWISE_HELD_LOCKS``, e.g. a notebook kernel of ``layerwise book``).
+
+    Returns:
+        The held lock, or None when an ancestor holds it.
+
+    Raises:
+        OutputDirInUse: another process holds the lock in a conflicting mode.
+    """
+    out = Path(output_dir).resolve()
+    inherited = os.environ.get(HELD_ENV, "")
+    if str(out) in inherited.split(os.pathsep) and out not in _HELD:
+        return None
+    lock = _HELD.get(out)
+    if lock is None:
+        lock = RunLock(out, shared=shared).acquire()
+        _HELD[out] = lock
+        if not shared:
+            clean_orphans(out)
+    elif lock.shared and not shared:
+        lock.upgrade()
+        clean_orphans(out)
+    if not lock.shared:
+        held = [p for p in inherited.split(os.pathsep) if p]
+        if str(out) not in held:
+            os.environ[HELD_ENV] = os.pathsep.join(held + [str(out)])
+    return lock
+
+
+# ------------------------------------------------------------------ test-only kill points
+
+#: Test-only: ``LAYERWISE_KILL_AT=<point>:<n>[:<text>]`` makes the process SIGKILL itself the ``n``-th
+#: time it passes the named :func:`kill_point` (with ``<text>`` in its detail, if given; e.g.
+#: ``write:2:/tables/`` kills in the second write of a table). Unset, every kill point does nothing.
+KILL_ENV = "LAYERWISE_KILL_AT"
+_KILL_COUNT: list[int] = [0]
+
+
+def kill_point(name: str, detail: str = "") -> None:
+    """A named place where the crash-resume tests may kill the process (see :data:`KILL_ENV`).
+
+    Points: ``write`` (an atomic write, after the temporary is complete and before it is moved into
+    place; ``detail`` is the target path), ``train_step`` (a training micro-batch), ``checkpoint``
+    (inside a training checkpoint, after the adapter weights and before the optimiser and trainer
+    state are saved). Inert (one environment look-up) unless ``$LAYERWISE_KILL_AT`` is set.
+    """
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    point, n, text = (spec.split(":", 2) + [""])[:3]
+    if point != name or text not in detail:
+        return
+    _KILL_COUNT[0] += 1
+    if _KILL_COUNT[0] == int(n):
+        import signal
+
+        print(f"[layerwise] test kill at {spec} ({detail})", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)

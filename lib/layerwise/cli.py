@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if k not in ("TQDM_DISABLE", "LAYERWISE_CHART_MODE"):
             os.environ.setdefault(k, v)
     from .book import NotebookFailed, build_book, execute_notebook
+    from .cache import OutputDirInUse
     from .models import ModelNotFoundError
     from .pipeline import Run
     from .spec import SpecError
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         _report(exc.lines)
         return 2
-    except (ModelNotFoundError, FileNotFoundError) as exc:
+    except (ModelNotFoundError, FileNotFoundError, OutputDirInUse) as exc:
         _report([str(exc)])
         return 2
     except (KeyError, ValueError, NotebookFailed, RuntimeError) as exc:

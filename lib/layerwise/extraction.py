@@ -25,9 +25,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .batching import batches, collate, encode, token_progress
-from .cache import atomic_path
+from .cache import FORMAT_KEY, CorruptArtefact, atomic_path, discard_corrupt, safetensors_format
 
-__all__ = ["POOLINGS", "prompt_hidden_states", "last_token_hidden_states", "save_states", "has_states", "load_states",
+__all__ = ["POOLINGS", "STATES_FORMAT", "prompt_hidden_states", "last_token_hidden_states", "save_states", "has_states",
+           "check_states", "load_states",
            "body_of", "dtype_cka_shift"]
 
 
@@ -127,8 +128,12 @@ def last_token_hidden_states(
     return prompt_hidden_states(model, tokenizer, prompts, batch_size=batch_size, progress=progress, desc=desc)["last"]
 
 
+#: Format tag of a hidden-states file (safetensors metadata ``layerwise_format``).
+STATES_FORMAT = "layerwise-hidden-states/1"
+
+
 def save_states(path: Path, states: np.ndarray | dict[str, np.ndarray], ids: Sequence[str], meta: dict[str, Any]) -> Path:
-    """Write hidden states atomically as safetensors.
+    """Write hidden states atomically as safetensors, tagged :data:`STATES_FORMAT`.
 
     Args:
         path: target ``.safetensors`` file.
@@ -150,48 +155,91 @@ def save_states(path: Path, states: np.ndarray | dict[str, np.ndarray], ids: Seq
         save_file(
             {name: np.ascontiguousarray(arr, dtype=np.float32) for name, arr in tensors.items()},
             str(tmp),
-            metadata={"ids": json.dumps(list(ids)), "meta": json.dumps(meta)},
+            metadata={"ids": json.dumps(list(ids)), "meta": json.dumps(meta), FORMAT_KEY: STATES_FORMAT},
         )
     return path
 
 
-def has_states(path: Path, poolings: Sequence[str] = POOLINGS) -> bool:
-    """Whether ``path`` is a readable states file of :func:`save_states` holding every pooling in ``poolings``.
+def check_states(path: Path, poolings: Sequence[str] = POOLINGS, ids: Sequence[str] | None = None) -> dict[str, str]:
+    """Check a states file of :func:`save_states` without reading its tensors.
 
-    A missing, unreadable or older-format file (e.g. one without mean-pooled states) gives False,
-    so the caller recomputes it instead of failing later.
+    Checks the safetensors header and the file's length (:func:`layerwise.cache.safetensors_format`),
+    the format tag :data:`STATES_FORMAT`, that every pooling in ``poolings`` is stored with one row
+    per example id, and - if ``ids`` is given - that the stored ids equal ``ids``.
+
+    Returns:
+        dict: the file's string metadata.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CorruptArtefact: any check fails (the reason names it).
     """
+    meta = safetensors_format(path, STATES_FORMAT)
     from safetensors import safe_open
 
+    try:
+        stored_ids = json.loads(meta["ids"])
+        json.loads(meta["meta"])
+        with safe_open(str(path), framework="numpy") as f:
+            shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    except Exception as exc:  # a damaged header or metadata
+        raise CorruptArtefact(path, f"unreadable states metadata: {type(exc).__name__}: {exc}") from None
+    missing = [p for p in poolings if p not in shapes]
+    if missing:
+        raise CorruptArtefact(path, f"no {missing} pooled states; it holds {sorted(shapes)}")
+    for p in poolings:
+        if len(shapes[p]) != 3 or shapes[p][1] != len(stored_ids):
+            raise CorruptArtefact(path, f"{p} states of shape {shapes[p]} for {len(stored_ids)} example ids")
+    if ids is not None and stored_ids != list(ids):
+        raise CorruptArtefact(path, "states of other examples than the test split")
+    return meta
+
+
+def has_states(path: Path, poolings: Sequence[str] = POOLINGS, ids: Sequence[str] | None = None) -> bool:
+    """Whether ``path`` is a whole states file of :func:`save_states` holding every pooling in ``poolings``
+    (and the examples ``ids``, if given).
+
+    A missing file gives False. A file that fails :func:`check_states` (truncated, another format or
+    example ids) is reported on stderr with its path and removed (:func:`layerwise.cache.discard_corrupt`),
+    and gives False, so the caller recomputes it.
+    """
     if not Path(path).is_file():
         return False
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            return all(p in f.keys() for p in poolings) and "ids" in (f.metadata() or {})
-    except Exception:  # a truncated or foreign file is recomputed, not trusted
+        check_states(path, poolings, ids)
+    except CorruptArtefact as err:
+        discard_corrupt(err)
         return False
+    return True
 
 
-def load_states(path: Path, pooling: str = "last") -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """Read hidden states written by :func:`save_states`.
+def load_states(path: Path, pooling: str = "last", ids: Sequence[str] | None = None
+                ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Read hidden states written by :func:`save_states`, verified (:func:`check_states`, finite values).
 
     Args:
         path: the ``.safetensors`` file.
         pooling: ``"last"`` or ``"mean"`` (see :data:`POOLINGS`).
+        ids: the example ids the file must hold, in order (not checked if None).
 
     Returns:
         (states float32 ``(n_layers + 1, n_examples, hidden_size)``, ids, meta)
 
     Raises:
-        KeyError: the file holds no states of that pooling (the message lists those it holds).
+        FileNotFoundError: no file at ``path``.
+        CorruptArtefact: the file fails :func:`check_states` for ``pooling``, or holds a non-finite value
+            (:func:`prompt_hidden_states` never stores one).
     """
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="numpy") as f:
-        md = f.metadata()
-        if pooling not in f.keys():
-            raise KeyError(f"{path} holds no {pooling!r}-pooled states; it holds {sorted(f.keys())}")
-        states = f.get_tensor(pooling)
+    md = check_states(path, (pooling,), ids)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            states = f.get_tensor(pooling)
+    except Exception as exc:
+        raise CorruptArtefact(path, f"unreadable {pooling} states: {type(exc).__name__}: {exc}") from None
+    if not np.isfinite(states).all():
+        raise CorruptArtefact(path, f"non-finite values in the {pooling} states")
     return states, json.loads(md["ids"]), json.loads(md["meta"])
 
 

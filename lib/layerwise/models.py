@@ -313,24 +313,43 @@ def _build_tiny_random(source: ModelSource, target: Path) -> None:
         )
 
 
-def model_fingerprint(name: str) -> dict[str, Any]:
-    """Identity of a model string for cache keys: the string plus what pins its weights.
+#: Files of a local checkpoint besides its weights that change what a model computes: its
+#: configuration and its tokenizer (hashed whole into :func:`model_fingerprint`).
+FINGERPRINT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                     "tokenizer.model", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
+                     "chat_template.jinja", "chat_template.json")
 
-    For aliases this is the alias and its package/config; for local paths the directory and the
-    sizes and modification times of its weight files; for hub ids the resolved snapshot (commit hash
-    directory name).
+
+def model_fingerprint(name: str) -> dict[str, Any]:
+    """Identity of a model string for cache keys: the string plus what pins its weights, config and tokenizer.
+
+    For aliases this is the alias, its package/config and a digest of the source code that builds
+    or converts it (no files are read, so nothing is converted to compute a key); for local paths
+    and hub ids (the resolved snapshot directory) the directory, the SHA-256 of each of its
+    :data:`FINGERPRINT_FILES` that exists (``config.json`` and the tokenizer files), and the sizes
+    and modification times of its weight files.
 
     Returns:
-        dict: JSON-serialisable description; equal fingerprints mean the same weights.
+        dict: JSON-serialisable description; equal fingerprints mean the same weights, config and tokenizer.
+
+    Raises:
+        ModelNotFoundError: see :func:`resolve_model`.
     """
+    import hashlib
+
+    from .stages.cached import code_digest
+
     if name in MODEL_ALIASES:
         src = MODEL_ALIASES[name]
-        return {"alias": name, "package": src.package, "config": src.config, "conversion": _CONVERSION_VERSION}
+        build = code_digest([_convert_gguf_package, _gguf_file, _build_tiny_random, _byte_level_tokenizer])
+        return {"alias": name, "package": src.package, "config": src.config, "conversion": build}
     path = resolve_model(name)
     weights = sorted(p for p in path.iterdir() if p.suffix in {".safetensors", ".bin"})
+    files = {f: hashlib.sha256((path / f).read_bytes()).hexdigest() for f in FINGERPRINT_FILES if (path / f).is_file()}
     return {
         "model": name,
         "path": str(path),
+        "files": files,
         "weights": [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in weights],
     }
 

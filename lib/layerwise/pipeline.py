@@ -30,7 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from .findings import evaluate as evaluate_findings, findings_table
-from .cache import atomic_write_json
+from .cache import atomic_write_json, hold_run_lock
 from .models import resolve_model
 from .similarity import GramCache
 from .spec import RunSpec
@@ -73,6 +73,9 @@ class Run:
         self.verbose = verbose
         self.out = spec.output_path
         self.out.mkdir(parents=True, exist_ok=True)
+        # a computing run (CLI) holds the output_dir exclusively and removes killed writers' temporaries;
+        # a reader (notebook, verbose=False) shares it, or inherits the lock of the `layerwise book` that started it
+        hold_run_lock(self.out, shared=not verbose)
         if spec.threads:
             import torch  # deferred: importing torch takes seconds, and only this setting needs it here
 

@@ -12,8 +12,10 @@ of the adapter's key. :class:`AdapterBank` keeps one base model in memory and sw
 
 An adapter is stored in ``<output>/adapters/<name>-<key>/`` (``adapter_model.safetensors``,
 ``adapter_config.json``, ``training_log.json``, ``layerwise_adapter.json``), where ``key`` hashes the
-base model, the training examples, the recipe and the seed. A finished adapter with the same key is
-reused; an interrupted training resumes from its last checkpoint in ``<output>/adapters/.work/``.
+base model, the training examples, the recipe and the seed, the compute settings and the training
+code (:func:`training_code`). A finished adapter with the same key is reused once it passes
+:func:`check_adapter` (else it is reported, removed and retrained); an interrupted training resumes
+from its last whole checkpoint in ``<output>/adapters/.work/`` (:func:`good_checkpoints`).
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .batching import Encoded, collate, encode
-from .cache import atomic_path, atomic_write_json, content_key, read_json
+from .cache import (CorruptArtefact, atomic_path, atomic_write_json, content_key, discard_corrupt, kill_point, read_json,
+                    read_verified_json, safetensors_format)
 from .spec import TrainingSpec
 
 __all__ = [
     "AdapterResult",
     "adapter_key",
     "adapter_location",
+    "training_code",
+    "check_adapter",
+    "good_checkpoints",
     "resolve_target_modules",
     "train_adapter",
     "load_adapter_model",
@@ -64,7 +70,7 @@ class AdapterResult:
 
 
 def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], recipe: dict[str, Any], prompt_key: str,
-                compute: dict[str, str] | None = None) -> str:
+                compute: dict[str, str] | None = None, code: dict[str, Any] | None = None) -> str:
     """Content key of an adapter: base model identity, exact training examples, recipe, prompt format
     and compute settings.
 
@@ -74,10 +80,13 @@ def adapter_key(base_fingerprint: dict[str, Any], example_ids: Sequence[str], re
         recipe: :meth:`TrainingSpec.recipe` (plus ``group_by_length`` when it is on).
         prompt_key: key of the prompt texts/targets (changes when a template changes).
         compute: :meth:`layerwise.models.ComputeSettings.key_parts` (device type and dtype).
+        code: :func:`training_code` (source digest and library versions).
     """
     parts = {"base": base_fingerprint, "ids": list(example_ids), "recipe": recipe, "prompts": prompt_key}
     if compute is not None:
         parts["compute"] = compute
+    if code is not None:
+        parts["code"] = code
     return content_key(parts)
 
 
@@ -93,8 +102,123 @@ def adapter_location(*, name: str, base_model: str, prompts: Sequence[str], targ
 
     recipe = {**spec.recipe(), "group_by_length": True} if group_by_length else spec.recipe()
     key = adapter_key(model_fingerprint(base_model), example_ids, recipe, content_key([list(prompts), list(targets)]),
-                      compute=compute_settings(spec.device, dtype).key_parts())
+                      compute=compute_settings(spec.device, dtype).key_parts(), code=training_code())
     return key, adapters_dir / f"{name}-{key}"
+
+
+def training_code() -> dict[str, Any]:
+    """What of the code and libraries makes an adapter's weights: a digest of the source of this
+    module (loss, trainer, recipe-to-arguments) and of :mod:`layerwise.batching` (tokenising and
+    padding), and the versions of torch, transformers and peft. Part of every adapter key."""
+    import sys
+
+    from . import batching
+    from .stages.cached import code_digest, library_versions
+
+    return {"source": code_digest([sys.modules[__name__], batching]), "libraries": library_versions()}
+
+
+#: Files of a finished adapter folder, all checked when it is reused (:func:`check_adapter`).
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "training_log.json", "layerwise_adapter.json")
+
+
+def check_adapter(path: Path, key: str | None = None) -> dict[str, Any]:
+    """Verify a finished adapter folder before it is reused.
+
+    Checks that ``adapter_model.safetensors`` is a whole safetensors file holding LoRA tensors
+    (:func:`layerwise.cache.safetensors_format`), that ``adapter_config.json`` and
+    ``training_log.json`` are valid JSON, and that the marker ``layerwise_adapter.json`` is valid
+    JSON with the keys :func:`adapter_summary` reads and - if ``key`` is given - this key.
+
+    Returns:
+        dict: the marker.
+
+    Raises:
+        FileNotFoundError: the marker is missing (an unfinished adapter).
+        CorruptArtefact: any other check fails; ``path`` of the error is the adapter folder.
+    """
+    marker = read_verified_json_in(path, "layerwise_adapter.json", ("name", "key", "n_examples", "optimizer_steps", "seconds"))
+    if key is not None and marker["key"] != key:
+        raise CorruptArtefact(path, f"marker key {marker['key']!r}, expected {key!r}")
+    read_verified_json_in(path, "adapter_config.json", ("peft_type",))
+    log = read_verified_json_in(path, "training_log.json")
+    if not isinstance(log, list):
+        raise CorruptArtefact(path, "training_log.json is not a list")
+    try:
+        header = safetensors_format(path / "adapter_model.safetensors")
+        del header
+        from safetensors import safe_open
+
+        with safe_open(str(path / "adapter_model.safetensors"), framework="numpy") as f:
+            names = list(f.keys())
+    except FileNotFoundError:
+        raise CorruptArtefact(path, "adapter_model.safetensors is missing") from None
+    except CorruptArtefact as err:
+        raise CorruptArtefact(path, f"adapter_model.safetensors: {err.reason}") from None
+    if not any("lora_" in n for n in names):
+        raise CorruptArtefact(path, "adapter_model.safetensors holds no LoRA tensors")
+    return marker
+
+
+def read_verified_json_in(folder: Path, name: str, required: Sequence[str] = ()) -> Any:
+    """:func:`layerwise.cache.read_verified_json` of ``folder/name``, a failure reported against ``folder``.
+
+    Raises:
+        FileNotFoundError: the file is missing and it is the marker ``layerwise_adapter.json``.
+        CorruptArtefact: another file is missing, or the file fails its check.
+    """
+    try:
+        return read_verified_json(folder / name, tuple(required))
+    except FileNotFoundError:
+        if name == "layerwise_adapter.json":
+            raise
+        raise CorruptArtefact(folder, f"{name} is missing") from None
+    except CorruptArtefact as err:
+        raise CorruptArtefact(folder, f"{name}: {err.reason}") from None
+
+
+def good_checkpoints(work: Path) -> list[Path]:
+    """The whole training checkpoints in ``work`` (``checkpoint-<step>``), oldest first; damaged ones are
+    reported on stderr with their path and removed.
+
+    A checkpoint is whole when its ``trainer_state.json`` (written last by the Trainer) is valid
+    JSON with ``global_step`` equal to the folder's step, its adapter weights pass
+    :func:`layerwise.cache.safetensors_format`, and its optimiser, scheduler and RNG states are
+    readable zip archives (``torch.save``). A process killed while saving leaves a checkpoint that
+    fails this, and training resumes from the one before.
+    """
+    import zipfile
+
+    def step(p: Path) -> int:
+        try:
+            return int(p.name.rsplit("-", 1)[1])
+        except ValueError:
+            return -1
+
+    good = []
+    for ckpt in sorted(work.glob("checkpoint-*"), key=step):
+        try:
+            state = read_verified_json_in(ckpt, "trainer_state.json", ("global_step",))
+            if state["global_step"] != step(ckpt):
+                raise CorruptArtefact(ckpt, f"trainer_state.json is at step {state['global_step']}")
+            try:
+                safetensors_format(ckpt / "adapter_model.safetensors")
+            except FileNotFoundError:
+                raise CorruptArtefact(ckpt, "adapter_model.safetensors is missing") from None
+            except CorruptArtefact as err:  # reported against the checkpoint, removed whole
+                raise CorruptArtefact(ckpt, f"adapter_model.safetensors: {err.reason}") from None
+            for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+                f = ckpt / name
+                if not f.is_file() or not zipfile.is_zipfile(f):
+                    raise CorruptArtefact(ckpt, f"{name} is missing or not a whole torch archive")
+                with zipfile.ZipFile(f) as z:
+                    if z.testzip() is not None:
+                        raise CorruptArtefact(ckpt, f"{name} fails its CRC check")
+        except (CorruptArtefact, FileNotFoundError) as err:
+            discard_corrupt(err if isinstance(err, CorruptArtefact) else CorruptArtefact(ckpt, "trainer_state.json is missing"))
+            continue
+        good.append(ckpt)
+    return good
 
 
 #: The paper's LoRA targets (query and value projections) under each architecture's module names,
@@ -242,7 +366,12 @@ def _trainer_class():
             return _LengthGroupedSampler(self.lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
                                          seed=self.args.seed)
 
+        def _save_optimizer_and_scheduler(self, output_dir):
+            kill_point("checkpoint")  # test-only (inert unless $LAYERWISE_KILL_AT): dies mid-checkpoint
+            super()._save_optimizer_and_scheduler(output_dir)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            kill_point("train_step")  # test-only, see layerwise.cache.kill_point
             labels = inputs.pop("labels")
             mask = inputs["attention_mask"]
             self.token_stats["tokens"] = self.token_stats.get("tokens", 0) + int(mask.sum())
@@ -434,9 +563,14 @@ def train_adapter(
     key, final = adapter_location(name=name, base_model=base_model, prompts=prompts, targets=targets,
                                   example_ids=example_ids, spec=spec, adapters_dir=adapters_dir, dtype=dtype,
                                   group_by_length=group_by_length)
-    if (final / "layerwise_adapter.json").is_file():
-        meta = read_json(final / "layerwise_adapter.json")
-        return AdapterResult(name, final, key, read_json(final / "training_log.json"), True, meta["seconds"])
+    if final.exists():
+        try:
+            meta = check_adapter(final, key)
+            return AdapterResult(name, final, key, read_json(final / "training_log.json"), True, meta["seconds"])
+        except FileNotFoundError:
+            discard_corrupt(CorruptArtefact(final, "no layerwise_adapter.json marker (unfinished adapter)"))
+        except CorruptArtefact as err:
+            discard_corrupt(err)  # reported with its path, removed, retrained below
 
     from peft import get_peft_model
     from transformers import PrinterCallback, ProgressCallback, set_seed
@@ -466,11 +600,12 @@ def train_adapter(
     )
     for cb in (PrinterCallback, ProgressCallback):  # our bar replaces them (no per-step log lines)
         trainer.remove_callback(cb)
-    resume = any(work.glob("checkpoint-*"))
+    good = good_checkpoints(work) if work.is_dir() else []
+    resume = bool(good)
     if resume:
-        print(f"[layerwise] {name}: resuming from {sorted(work.glob('checkpoint-*'))[-1].name}", flush=True)
+        print(f"[layerwise] {name}: resuming from {good[-1].name}", flush=True)
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=str(good[-1]) if resume else None)
     seconds = time.perf_counter() - t0
     log = [
         {k: rec[k] for k in ("step", "epoch", "loss", "learning_rate", "grad_norm") if k in rec}

@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from layerwise.cache import atomic_path
+from layerwise.cache import CorruptArtefact, atomic_path, discard_corrupt, safetensors_format
 
 from .arrays import as_float64, constant_error, inner64
 from .grams import centered_grams, gram_products_float32, recentre_float64
@@ -133,6 +133,8 @@ class GramCache:
         self._f64: dict[tuple[str, str], _Centred] = {}
         self._lin: dict[tuple[str, str], _LinearStats] = {}
         self.n_computed = 0  # Gram stacks computed (not loaded) by this instance
+        # (model, task) -> (hidden-states callable, metadata) given to ensure(): recomputes a corrupt file
+        self._sources: dict[tuple[str, str], tuple[Callable[[], ArrayLike], Mapping[str, Any] | None]] = {}
 
     # ---- keys and paths ------------------------------------------------------------------
     def path(self, model: str, task: str) -> Path | None:
@@ -191,6 +193,54 @@ class GramCache:
         with safe_open(str(p), framework="np") as f:
             return dict(f.metadata() or {})
 
+    def check(self, model: str, task: str) -> dict[str, str]:
+        """Check the file of an entry without reading its tensors: whole safetensors (header and
+        length, :func:`layerwise.cache.safetensors_format`), format tag :attr:`FORMAT`, and
+        ``n_layers`` tensors ``layer_000 ...`` of shape ``(n, n)`` as its metadata says.
+
+        Returns:
+            dict: the file's string metadata.
+
+        Raises:
+            FileNotFoundError: no file (or a memory-only cache).
+            CorruptArtefact: a check fails (the reason names it).
+        """
+        p = self.path(model, task)
+        if p is None:
+            raise FileNotFoundError(f"memory-only Gram cache: no file for model={model!r}, task={task!r}")
+        safetensors_format(p)
+        try:
+            with safe_open(str(p), framework="np") as f:
+                meta = dict(f.metadata() or {})
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            if meta.get("format") != self.FORMAT:
+                raise CorruptArtefact(p, f"format tag {meta.get('format')!r}, expected {self.FORMAT!r}")
+            n, n_layers = int(meta["n"]), int(meta["n_layers"])
+            json.loads(meta["nonfinite_rows"])
+        except CorruptArtefact:
+            raise
+        except Exception as exc:
+            raise CorruptArtefact(p, f"unreadable Gram metadata: {type(exc).__name__}: {exc}") from None
+        want = {f"layer_{i:03d}": (n, n) for i in range(n_layers)}
+        if shapes != want:
+            raise CorruptArtefact(p, f"tensors {sorted(shapes.items())[:3]}... do not match n={n}, n_layers={n_layers}")
+        return meta
+
+    def _read(self, model: str, task: str) -> NDArray[np.floating]:
+        """Read and verify an entry's file: :meth:`check`, then its non-finite diagonal entries must be
+        exactly the recorded ``nonfinite_rows`` (a content check of the values)."""
+        p = self.path(model, task)
+        meta = self.check(model, task)
+        try:
+            tensors = load_file(str(p))
+        except Exception as exc:
+            raise CorruptArtefact(p, f"unreadable Grams: {type(exc).__name__}: {exc}") from None
+        G = np.stack([tensors[k] for k in sorted(tensors)])
+        bad = np.flatnonzero(~np.isfinite(np.diagonal(G, axis1=1, axis2=2)).all(axis=0)).tolist()
+        if bad != json.loads(meta["nonfinite_rows"]):
+            raise CorruptArtefact(p, f"non-finite rows {bad[:5]}, the file records {meta['nonfinite_rows'][:40]}")
+        return G
+
     def _load(self, model: str, task: str) -> NDArray[np.floating]:
         key = (model, task)
         if key in self._mem:
@@ -200,8 +250,15 @@ class GramCache:
         p = self.path(model, task)
         if p is None or not p.exists():
             raise KeyError(f"no cached Grams for model={model!r}, task={task!r}")
-        tensors = load_file(str(p))
-        G = np.stack([tensors[k] for k in sorted(tensors)])
+        try:
+            G = self._read(model, task)
+        except CorruptArtefact as err:
+            if key not in self._sources:
+                raise
+            discard_corrupt(err)  # reported with its path, removed, recomputed from the states
+            hidden, metadata = self._sources[key]
+            self.ensure(model, task, hidden, metadata=metadata)
+            return self._mem[key]
         _put_lru(self._mem, key, G, self.max_in_memory)
         return G
 
@@ -272,11 +329,24 @@ class GramCache:
             hidden: ``(n_layers, n, d)`` hidden states, or a zero-argument callable returning
                 them (called only on a miss).
 
+        A file on disk that fails :meth:`check` is reported with its path, removed and recomputed;
+        when ``hidden`` is a callable it is remembered, so a file found corrupt later, when its
+        values are read, is recomputed too.
+
         Returns:
             bool: True if the Grams were computed now, False if they were already cached.
         """
-        if (model, task) in self:
+        if callable(hidden):
+            self._sources[(model, task)] = (hidden, metadata)
+        if (model, task) in self._mem:
             return False
+        p = self.path(model, task)
+        if p is not None and p.exists():
+            try:
+                self.check(model, task)
+                return False
+            except CorruptArtefact as err:
+                discard_corrupt(err)
         H = hidden() if callable(hidden) else hidden
         # float32 storage: float32 products of column-shifted states (layerwise.similarity.grams, "Precision")
         G = gram_products_float32(H) if self.storage_dtype == np.float32 else centered_grams(H)

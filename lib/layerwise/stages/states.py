@@ -29,7 +29,8 @@ from ..cache import CorruptArtefact, atomic_write_json, content_key, discard_cor
 from ..extraction import has_states, load_states, prompt_hidden_states, save_states
 from ..models import compute_settings, load_random_init, load_tokenizer
 from ..training import AdapterBank, load_adapter_model, response_token_loss
-from .cached import code_digest
+from .. import batching
+from .cached import code_digest, library_versions
 from .slots import ModelSlot
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ def compute_key(run: Run) -> dict[str, str]:
 def states_path(run: Run, slot: ModelSlot, task: str) -> Path:
     """File of the hidden states of ``slot``'s model on ``task``'s test prompts (keyed by the test examples
     and :func:`compute_key`)."""
-    key = content_key({"test": test_key(run, task), "compute": compute_key(run)})
+    key = content_key({"test": test_key(run, task), "compute": compute_key(run),
+                       "code": code_digest([prompt_hidden_states, save_states, batching]), "libraries": library_versions()})
     return run.out / "hidden_states" / slot.label / f"{run.slug(task)}-{key}.safetensors"
 
 
@@ -158,12 +160,12 @@ def run_models(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | Non
     n_eval = run.spec.data.n_eval
 
     def done(slot: ModelSlot, task: str) -> bool:
-        return has_states(states_path(run, slot, task)) and loss_path(run, slot, task).is_file()
+        return has_states(states_path(run, slot, task), ids=list(run.tasks[task]["test"]["id"])) and loss_path(run, slot, task).is_file()
 
     def work(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str) -> None:
         te = run.tasks[task]["test"]
         sp = states_path(run, slot, task)
-        if not has_states(sp):
+        if not has_states(sp, ids=list(te["id"])):
             extract(run, model, tokenizer, slot, task, te, sp, progress=progress, desc=f"{slot.role} {task}")
         lp = loss_path(run, slot, task)
         if not lp.is_file():
@@ -185,7 +187,6 @@ def states(run: Run, role: str, task: str, pooling: str = "last") -> NDArray[np.
 
     Raises:
         KeyError: unknown role, task or pooling.
-        RuntimeError: the cached states belong to other examples (a corrupted cache).
     """
     return slot_states(run, run.slot(role, task), task, pooling)
 
@@ -193,16 +194,20 @@ def states(run: Run, role: str, task: str, pooling: str = "last") -> NDArray[np.
 def slot_states(run: Run, slot: ModelSlot, task: str, pooling: str = "last") -> NDArray[np.float32]:
     """Hidden states ``(n_layers + 1, n_test, hidden_size)`` float32 of one model on a task (see :func:`states`).
 
-    Raises:
-        RuntimeError: the cached states belong to other examples (a corrupted cache).
+    A states file that fails its check (truncated, another format tag, other example ids, a
+    non-finite value: :func:`layerwise.extraction.load_states`) is reported with its path, removed
+    and recomputed.
     """
     path = states_path(run, slot, task)
+    ids = list(run.tasks[task]["test"]["id"])
     if not path.is_file():
         run_models(run)
-    hidden, ids, _ = load_states(path, pooling)
-    if ids != list(run.tasks[task]["test"]["id"]):
-        raise RuntimeError(f"hidden states in {path} are for other examples than the test split of {task}")
-    return hidden
+    try:
+        return load_states(path, pooling, ids)[0]
+    except CorruptArtefact as err:
+        discard_corrupt(err)
+        run_models(run)
+        return load_states(path, pooling, ids)[0]
 
 
 def gram_stack(run: Run, role: str, task: str, pooling: str = "last", slot: ModelSlot | None = None) -> tuple[str, str]:

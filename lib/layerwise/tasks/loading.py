@@ -11,7 +11,8 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 
-from layerwise.cache import atomic_path, cache_root, content_key
+from layerwise.cache import (FORMAT_KEY, CorruptArtefact, atomic_path, cache_root, content_key, discard_corrupt,
+                            read_tagged_parquet)
 from layerwise.sources import fetch_source
 from layerwise.templates import (TEMPLATE_MODES, check_chat_template, choose_template, n_templates, render_given,
                                  render_prompt, wrap_prompt)
@@ -24,8 +25,19 @@ from layerwise.tasks.sampling import DownsizeWarning
 
 __all__ = ["build_suite", "load_pool", "load_task", "pool_path", "sample_pool", "Sampling", "POOL_VERSION", "TASK_FEATURES"]
 
-#: bump when any builder changes its output, so cached pools are rebuilt.
-POOL_VERSION = 1
+def _pool_code_digest() -> str:
+    """SHA-256 of the source of the pool builders (an edit of any of them rebuilds the cached pools)."""
+    from layerwise.stages.cached import code_digest
+    from layerwise.tasks import builders, corpus_builders, external, generators, pools, records
+
+    return code_digest([pools, builders, corpus_builders, external, records, generators])
+
+
+#: Digest of the pool builders' source code, part of every pool's cache key (computed, never hand-set).
+POOL_VERSION = _pool_code_digest()
+
+#: Format tag of a cached pool (parquet schema metadata ``layerwise_format``).
+POOL_FORMAT = "layerwise-task-pool/1"
 
 TASK_FEATURES = datasets.Features(
     {
@@ -42,7 +54,7 @@ TASK_FEATURES = datasets.Features(
 
 def pool_path(name: str) -> Path:
     """Cache file of task ``name``'s full example pool: ``cache_root()/tasks/<name>-<key>.parquet``;
-    the key covers the task, its source pin and :data:`POOL_VERSION`."""
+    the key covers the task, its source pin and :data:`POOL_VERSION` (the builders' code digest)."""
     info = get_task(name)
     key = content_key({"task": name, "source": info.source, "pool_version": POOL_VERSION})
     return cache_root() / "tasks" / f"{name}-{key}.parquet"
@@ -51,8 +63,9 @@ def pool_path(name: str) -> Path:
 def load_pool(name: str) -> datasets.Dataset:
     """The full example pool of task ``name`` (columns as in :mod:`layerwise.tasks.records`).
 
-    Built once from the fetched source and cached as parquet (atomic write); later calls read the
-    parquet file.
+    Built once from the fetched source and cached as parquet (atomic write, format tag
+    :data:`POOL_FORMAT`); later calls read the parquet file, verified: a file that fails its check is
+    reported on stderr with its path, removed and rebuilt.
 
     Raises:
         KeyError: unknown task.
@@ -60,14 +73,37 @@ def load_pool(name: str) -> datasets.Dataset:
     """
     info = get_task(name)
     path = pool_path(name)
-    if not path.is_file():
-        root = fetch_source(info.source_name)
-        pool = build(name, root)
-        with atomic_path(path) as tmp:
-            pq.write_table(pool.data.table, tmp)
-        print(f"[layerwise.tasks] {name}: built pool of {len(pool)} examples -> {path}", file=sys.stderr, flush=True)
-    table = pq.read_table(path)
-    return datasets.Dataset(datasets.table.InMemoryTable(table.cast(POOL_FEATURES.arrow_schema)))
+    if path.is_file():
+        try:
+            return _read_pool(path)
+        except CorruptArtefact as err:
+            discard_corrupt(err)  # reported with its path, removed, rebuilt below
+    root = fetch_source(info.source_name)
+    pool = build(name, root)
+    table = pool.data.table
+    meta = dict(table.schema.metadata or {})
+    meta[FORMAT_KEY.encode()] = POOL_FORMAT.encode()
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+    print(f"[layerwise.tasks] {name}: built pool of {len(pool)} examples -> {path}", file=sys.stderr, flush=True)
+    return _read_pool(path)
+
+
+def _read_pool(path: Path) -> datasets.Dataset:
+    """Read a cached pool, verified: readable parquet, format tag :data:`POOL_FORMAT`, the columns and
+    types of ``POOL_FEATURES``, at least one example, unique ids.
+
+    Raises:
+        CorruptArtefact: a check fails (the reason names it).
+    """
+    table = read_tagged_parquet(path, POOL_FORMAT)
+    try:
+        table = table.cast(POOL_FEATURES.arrow_schema)
+    except Exception as exc:
+        raise CorruptArtefact(path, f"columns {table.column_names} do not fit the pool schema: {exc}".splitlines()[0]) from None
+    if table.num_rows == 0 or len(set(table.column("id").to_pylist())) != table.num_rows:
+        raise CorruptArtefact(path, f"{table.num_rows} rows with duplicate or no ids")
+    return datasets.Dataset(datasets.table.InMemoryTable(table))
 
 
 def _rank(seed: int, task: str, ids: list[str]) -> list[int]:

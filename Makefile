@@ -4,6 +4,7 @@
 #   make book BASE_MODEL=<alias|path|hf-id>   another base model
 #   make book SET="training.epochs=3 data.n_test=300"   any spec overrides
 #   make test                          the test suite (creates the environment if missing)
+#   make test-crash                    kill the smoke run at 13 points, rerun, compare the tables (about an hour)
 #   make bench                         benchmarks: CKA against the authors' route; the hot path (extraction,
 #                                      LoRA training, GFLOP/s) against bare PyTorch loops
 
@@ -25,7 +26,7 @@ export TOKENIZERS_PARALLELISM = false
 
 OVERRIDES := $(if $(BASE_MODEL),--set base_model=$(BASE_MODEL)) $(foreach s,$(SET),--set $(s))
 
-.PHONY: setup fetch run book notebook test test-fast bench sync clean
+.PHONY: setup fetch run book notebook test test-fast test-crash bench sync clean
 .DEFAULT_GOAL := book
 
 $(VENV)/.installed: pyproject.toml
@@ -53,7 +54,11 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not smoke and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not smoke and not slow and not crash" $(PYTEST_ARGS)
+
+# The crash-resume suite: SIGKILL the smoke run at 13 points, rerun, compare every table (about an hour).
+test-crash: setup
+	$(PY) -m pytest -m crash tests/integration/test_crash_resume.py $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/bench_cka.py

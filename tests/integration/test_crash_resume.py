@@ -29,7 +29,7 @@ import pytest
 
 from layerwise.cache import HELD_ENV, KILL_ENV
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.crash]  # about an hour: `make test-crash`, not `make test`
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "specs" / "smoke.yaml"

@@ -109,8 +109,8 @@ def test_second_run_reuses_everything(smoke_book):
     root, first, second = smoke_book
     trained = re.compile(r"adapter \S+: trained in")
     assert trained.search(first.stdout)
-    # SFT, held-out SFT and 4 controls, for the run and for its cross-model companion
-    assert not trained.search(second.stdout) and second.stdout.count(": reused (") == 12
+    # SFT and held-out SFT of 2 seeds, 4 controls and 1 control replicate, for the run and its cross-model companion
+    assert not trained.search(second.stdout) and second.stdout.count(": reused (") == 2 * 9
     assert "states + loss in" not in second.stdout
     assert "removing 03_cka.ipynb: not in _toc.yml" in second.stdout
     assert not (root / "book" / "executed" / "03_cka.ipynb").exists()
@@ -145,29 +145,31 @@ def test_every_page_renders_its_charts_without_console_errors(smoke_book):
 
 
 def test_findings_page_matches_the_tables_and_follows_them(smoke_book):
-    """The findings page's numbers are recomputed from the cached table; changing the table changes the page."""
-    from layerwise.findings import evaluate as evaluate_findings, findings_table
-    from layerwise.spec import load_spec
+    """The findings page's numbers are recomputed from the cached tables; changing a table changes the page."""
+    from layerwise.pipeline import Run
 
     root, _, _ = smoke_book
-    spec = load_spec("specs/smoke.yaml")
-    table = next((root / "run" / "tables").glob("similarity-*.parquet"))
     page = root / "book" / "_build" / "html" / "executed" / "00_findings.html"
-    sim = pd.read_parquet(table)
-    expected = findings_table(evaluate_findings(sim, heldout_tasks=spec.heldout_tasks, seed=spec.data.seed))
+
+    def findings():  # from the cached tables of the run the book rendered (similarity, seeds, halves, gate)
+        return Run.from_spec("specs/smoke.yaml", [f"output_dir={root / 'run'}"], verbose=False).findings()
+
     html = page.read_text()
-    for _, f in expected.iterrows():
+    for _, f in findings().iterrows():
         if np.isfinite(f["estimate"]):
             assert f"{f['estimate']:+.3f}" in html, f"{f['id']}: estimate {f['estimate']:+.3f} not on the page"
-    # make SFT far less similar than PT in every layer: F3's estimate (SFT below PT early) must follow; with
-    # 4 tasks no exact 95 % interval exists, so its verdict can only be "inconclusive (underpowered)"
-    mask = (sim["comparison"] == vocab.SFT) & (sim["measure"] == "linear_cka") & (sim["pooling"] == "last")
+    # make every SFT seed far less similar than PT in every layer: F3's estimate (SFT below PT early) must
+    # follow; with 4 tasks no exact 95 % interval exists, so its verdict can only be "inconclusive (underpowered)"
+    sim = pd.read_parquet(next((root / "run" / "tables").glob("similarity-*.parquet")))
     pt = sim[(sim["comparison"] == vocab.PT) & (sim["measure"] == "linear_cka") & (sim["pooling"] == "last")]
     lookup = pt.set_index(["task", "layer"])["value"]
-    sim.loc[mask, "value"] = [lookup[(t, l)] - 0.5 + 0.01 * i for i, (t, l) in enumerate(zip(sim.loc[mask, "task"], sim.loc[mask, "layer"]))]
-    write_table(sim, table, "similarity-table/1")  # as the run writes it (format tag), so it is read, not recomputed
-    changed = findings_table(evaluate_findings(sim, heldout_tasks=spec.heldout_tasks, seed=spec.data.seed))
-    f3 = changed.set_index("id").loc["F3"]
+    table = next((root / "run" / "tables").glob("seeds-*.parquet"))
+    seeds = pd.read_parquet(table)
+    mask = (seeds["comparison"] == vocab.SFT) & (seeds["measure"] == "linear_cka")
+    seeds.loc[mask, "value"] = [lookup[(t, l)] - 0.5 + 0.01 * i
+                                for i, (t, l) in enumerate(zip(seeds.loc[mask, "task"], seeds.loc[mask, "layer"]))]
+    write_table(seeds, table, "seeds-table/1")  # as the run writes it (format tag), so it is read, not recomputed
+    f3 = findings().set_index("id").loc["F3"]
     assert f3["verdict"] == UNDERPOWERED and f3["estimate"] < -0.4
     cmd = [sys.executable, "-m", "layerwise", "book", "--spec", "specs/smoke.yaml",
            "--set", f"output_dir={root / 'run'}", "--book-dir", str(root / "book")]

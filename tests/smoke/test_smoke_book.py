@@ -166,7 +166,7 @@ def test_findings_page_matches_the_tables_and_follows_them(smoke_book):
     table = next((root / "run" / "tables").glob("seeds-*.parquet"))
     seeds = pd.read_parquet(table)
     mask = (seeds["comparison"] == vocab.SFT) & (seeds["measure"] == "linear_cka")
-    seeds.loc[mask, "value"] = [lookup[(t, l)] - 0.5 + 0.01 * i
+    seeds.loc[mask, "value"] = [lookup[(t, l)] - 0.5 + 0.001 * i
                                 for i, (t, l) in enumerate(zip(seeds.loc[mask, "task"], seeds.loc[mask, "layer"]))]
     write_table(seeds, table, "seeds-table/1")  # as the run writes it (format tag), so it is read, not recomputed
     f3 = findings().set_index("id").loc["F3"]

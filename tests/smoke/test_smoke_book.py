@@ -146,13 +146,20 @@ def test_every_page_renders_its_charts_without_console_errors(smoke_book):
 
 def test_findings_page_matches_the_tables_and_follows_them(smoke_book):
     """The findings page's numbers are recomputed from the cached tables; changing a table changes the page."""
-    from layerwise.pipeline import Run
+    import io
 
     root, _, _ = smoke_book
     page = root / "book" / "_build" / "html" / "executed" / "00_findings.html"
 
-    def findings():  # from the cached tables of the run the book rendered (similarity, seeds, halves, gate)
-        return Run.from_spec("specs/smoke.yaml", [f"output_dir={root / 'run'}"], verbose=False).findings()
+    def findings():
+        """The run's findings from its cached tables (similarity, seeds, halves, gate), computed in another
+        process: a Run holds its output_dir's lock for its process's life, and the rebuild below needs it."""
+        code = ("import sys; from layerwise.pipeline import Run; "
+                "print(Run.from_spec('specs/smoke.yaml', [sys.argv[1]], verbose=False).findings().to_json(orient='records'))")
+        r = subprocess.run([sys.executable, "-c", code, f"output_dir={root / 'run'}"], capture_output=True, text=True,
+                           cwd=PROJECT_ROOT, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+        assert r.returncode == 0, r.stderr[-3000:]
+        return pd.read_json(io.StringIO(r.stdout.strip().splitlines()[-1]), orient="records")
 
     html = page.read_text()
     for _, f in findings().iterrows():

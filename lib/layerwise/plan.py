@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .cache import HELD_ENV
 from .jobs import DEFAULT_RESOURCES, GraphReport, Job, JobGraph, run_local, run_ray
 from .spec import PROJECT_ROOT, RunSpec, model_slug
 from .tasks import get_task
@@ -245,6 +246,10 @@ def _open(spec_dict: dict[str, Any]) -> Run:
     spec = TypeAdapter(RunSpec).validate_python(spec_dict)
     key = spec.key()
     if key not in _RUNS:
+        # The driver holds the output_dir's run lock for the whole graph; a job runs under it (its
+        # writes are keyed and atomic), so the worker takes no lock of its own.
+        held = [p for p in os.environ.get(HELD_ENV, "").split(os.pathsep) if p]
+        os.environ[HELD_ENV] = os.pathsep.join(held + [str(spec.output_path.resolve())])
         run = Run(spec)
         run.__dict__["adapters"] = planned_adapters(run)  # fills Run.adapters: no training on access
         _RUNS[key] = run

@@ -41,7 +41,9 @@ __all__ = [
     "OutputDirInUse",
     "hold_run_lock",
     "HELD_ENV",
+    "release_run_lock",
     "KILL_ENV",
+    "KILL_ONCE_ENV",
     "kill_point",
 ]
 
@@ -477,12 +479,39 @@ def hold_run_lock(output_dir: str | os.PathLike[str], *, shared: bool = False) -
     return lock
 
 
+def release_run_lock(output_dir: str | os.PathLike[str]) -> bool:
+    """Release the lock this process holds on ``output_dir`` through :func:`hold_run_lock`.
+
+    Lets a notebook or a script that opened a run hand the directory to another process (a
+    ``layerwise book`` rebuild) without ending. Does nothing when this process holds no lock there
+    (or an ancestor holds it).
+
+    Returns:
+        True when a lock was released.
+    """
+    out = Path(output_dir).resolve()
+    lock = _HELD.pop(out, None)
+    if lock is None:
+        return False
+    lock.release()
+    held = [p for p in os.environ.get(HELD_ENV, "").split(os.pathsep) if p and p != str(out)]
+    if held:
+        os.environ[HELD_ENV] = os.pathsep.join(held)
+    else:
+        os.environ.pop(HELD_ENV, None)
+    return True
+
+
 # ------------------------------------------------------------------ test-only kill points
 
 #: Test-only: ``LAYERWISE_KILL_AT=<point>:<n>[:<text>]`` makes the process SIGKILL itself the ``n``-th
 #: time it passes the named :func:`kill_point` (with ``<text>`` in its detail, if given; e.g.
 #: ``write:2:/tables/`` kills in the second write of a table). Unset, every kill point does nothing.
 KILL_ENV = "LAYERWISE_KILL_AT"
+#: Test-only, with :data:`KILL_ENV`: a marker file. The kill happens only if the file does not exist,
+#: and creates it first, so a retried process (a Ray worker restarted with the same environment)
+#: is killed once in all, not once per process.
+KILL_ONCE_ENV = "LAYERWISE_KILL_ONCE"
 _KILL_COUNT: list[int] = [0]
 
 
@@ -490,9 +519,11 @@ def kill_point(name: str, detail: str = "") -> None:
     """A named place where the crash-resume tests may kill the process (see :data:`KILL_ENV`).
 
     Points: ``write`` (an atomic write, after the temporary is complete and before it is moved into
-    place; ``detail`` is the target path), ``train_step`` (a training micro-batch), ``checkpoint``
-    (inside a training checkpoint, after the adapter weights and before the optimiser and trainer
-    state are saved). Inert (one environment look-up) unless ``$LAYERWISE_KILL_AT`` is set.
+    place; ``detail`` is the target path), ``train_step`` (a training micro-batch; ``detail`` is the
+    adapter's training folder), ``checkpoint`` (inside a training checkpoint, after the adapter
+    weights and before the optimiser and trainer state are saved; ``detail`` as for ``train_step``).
+    Inert (one environment look-up) unless ``$LAYERWISE_KILL_AT`` is set; see also
+    :data:`KILL_ONCE_ENV`.
     """
     spec = os.environ.get(KILL_ENV)
     if not spec:
@@ -504,5 +535,10 @@ def kill_point(name: str, detail: str = "") -> None:
     if _KILL_COUNT[0] == int(n):
         import signal
 
+        once = os.environ.get(KILL_ONCE_ENV)
+        if once:
+            if Path(once).exists():
+                return
+            Path(once).write_text(f"killed at {spec} ({detail}), pid {os.getpid()}")
         print(f"[layerwise] test kill at {spec} ({detail})", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

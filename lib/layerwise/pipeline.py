@@ -30,7 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from .findings import evaluate as evaluate_findings, findings_table
-from .cache import atomic_write_json, hold_run_lock
+from .cache import atomic_write_json, hold_run_lock, release_run_lock
 from .models import resolve_model
 from .similarity import GramCache
 from .spec import RunSpec
@@ -90,6 +90,23 @@ class Run:
         ``verbose=False`` (used by the notebooks) silences the progress lines of the stages.
         """
         return cls(load_checked_spec(path, overrides), verbose=verbose)
+
+    def close(self) -> None:
+        """Release this run's lock on its output directory (and its companions'); see :class:`~layerwise.cache.RunLock`.
+
+        A run holds the lock for its process's life unless closed; ``with Run.from_spec(...) as run:``
+        closes it at the end of the block. Results already read stay usable; computing more after
+        ``close`` is not safe, since another process may then write the same directory.
+        """
+        for companion in self.__dict__.get("companions", []):
+            companion.close()
+        release_run_lock(self.out)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @cached_property
     def companions(self) -> list[Run]:

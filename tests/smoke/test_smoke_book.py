@@ -76,15 +76,16 @@ def test_template_variation_pairs_the_same_examples_under_two_templates(smoke_bo
     from layerwise.similarity import cka_by_layer
 
     root, _, _ = smoke_book
-    run = Run.from_spec("specs/smoke.yaml", [f"output_dir={root / 'run'}"], verbose=False)
-    tv = run.template_variation()
-    n_tasks, n_layers, n = 4, 4, run.spec.data.n_template_variant
+    # closed at the end of the block: the findings test below rebuilds the book, which needs the lock
+    with Run.from_spec("specs/smoke.yaml", [f"output_dir={root / 'run'}"], verbose=False) as run:
+        tv = run.template_variation()
+        n_tasks, n_layers, n = 4, 4, run.spec.data.n_template_variant
+        task = run.spec.tasks[0]
+        want = cka_by_layer(run.states("SFT", task)[1:, :n], run.states("control", task)[1:, :n])
     assert len(list((root / "run" / "tables").glob("template-variation-*.parquet"))) == 1
     assert len(tv) == n_tasks * n_layers * (4 + 3) * 2 and (tv["n_examples"] == n).all()
     assert set(tv.loc[tv["template"] == "across", "comparison"]) == {
         "PT: original vs other template", "SFT: original vs other template", "control: original vs other template"}
-    task = run.spec.tasks[0]
-    want = cka_by_layer(run.states("SFT", task)[1:, :n], run.states("control", task)[1:, :n])
     got = tv[(tv["task"] == task) & (tv["template"] == "original") & (tv["comparison"] == vocab.SFT)
              & (tv["measure"] == "linear_cka")].sort_values("layer")["value"].to_numpy()
     assert np.allclose(got, want, atol=1e-6)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerwise.cache import HELD_ENV, CorruptArtefact, OutputDirInUse, RunLock, hold_run_lock
+from layerwise.cache import HELD_ENV, CorruptArtefact, OutputDirInUse, RunLock, hold_run_lock, release_run_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -248,3 +248,21 @@ def test_run_lock_error_names_the_holder(tmp_path):
                               env={**os.environ, "PYTHONPATH": str(ROOT / "lib")}, timeout=60)
     assert f"pid {os.getpid()}" in proc.stderr
     assert OutputDirInUse.__name__ in proc.stderr
+
+
+def test_release_run_lock_hands_the_directory_to_a_writer(tmp_path, monkeypatch):
+    """A reader that releases its lock (``Run.close``, ``with Run...``) lets a writer in without ending."""
+    monkeypatch.setenv(HELD_ENV, "")
+    out = tmp_path / "run"
+    code = "import sys; from layerwise.cache import hold_run_lock; hold_run_lock(sys.argv[1]); print('ok')"
+    env = {**{k: v for k, v in os.environ.items() if k != HELD_ENV}, "PYTHONPATH": str(ROOT / "lib")}
+
+    def writer() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env,
+                              timeout=60)
+
+    assert hold_run_lock(out, shared=True) is not None
+    assert writer().returncode != 0
+    assert release_run_lock(out) and not release_run_lock(out)  # released once; a second call is a no-op
+    assert writer().stdout.strip() == "ok"
+    assert str(out.resolve()) not in os.environ.get(HELD_ENV, "").split(os.pathsep)

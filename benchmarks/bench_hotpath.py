@@ -310,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "extraction": extraction, "training": training, "gemm_gflop_s": gemm,
         "gemm_bf16_over_fp32": best["bfloat16"] / best["float32"], "cka_bf16_shift": cka,
+        # read by `layerwise plan` (layerwise.plan.throughput) to estimate a run's time on this machine
+        "train_tokens_per_s": training["library_tok_s"], "forward_tokens_per_s": extraction["library_tok_s"],
+        "gemm_tflops": best[settings.dtype] / 1000,
     }
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -52,16 +51,12 @@ if TYPE_CHECKING:
     from .pipeline import Run
 
 __all__ = ["KINDS", "TABLES", "fetch", "compute_local", "model_plan", "build_graph", "execute_job", "execute",
-           "Throughput", "ModelShape", "model_shape", "estimate", "plan_table", "plan_text", "KILL_TRAINING_ENV"]
+           "Throughput", "ModelShape", "model_shape", "estimate", "plan_table", "plan_text"]
 
 #: Job kinds in the order of the run.
 KINDS = tuple(DEFAULT_RESOURCES)
 #: The aggregate tables: job name -> the :class:`~layerwise.pipeline.Run` method that computes and caches it.
 TABLES = {"similarity": "similarity", "spectra": "spectra", "template-variation": "template_variation"}
-#: Test hook: ``"<adapter name>=<marker file>"`` makes the training job of that adapter SIGKILL its own
-#: process after its first optimiser step, once (the marker file records that it did), as when a
-#: node is lost mid-job. Used by the tests of Ray's retries; never set it otherwise.
-KILL_TRAINING_ENV = "LAYERWISE_TEST_KILL_TRAINING"
 
 _ROLE_ID = {PT_ROLE: "pt", SFT_ROLE: "sft", HELDOUT_ROLE: "sft-heldout", RANDOM_ROLE: "random-init", CONTROL_ROLE: "control"}
 
@@ -265,21 +260,6 @@ def _slot(run: Run, role: str, task: str):
     return dataclasses.replace(slot, tasks=(task,))
 
 
-def _kill_callbacks(adapter: str) -> list[Any]:
-    """The :data:`KILL_TRAINING_ENV` test hook as a Trainer callback (empty unless set for this adapter)."""
-    name, _, marker = os.environ.get(KILL_TRAINING_ENV, "").partition("=")
-    if name != adapter or not marker or Path(marker).exists():
-        return []
-    from transformers import TrainerCallback
-
-    class _DieOnce(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - the Trainer's signature
-            Path(marker).write_text(f"{adapter} killed at step {state.global_step}, pid {os.getpid()}")
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return [_DieOnce()]
-
-
 def execute_job(job: Job) -> None:
     """Run one job of :func:`build_graph` (the ``execute`` argument of :func:`layerwise.jobs.run_ray`).
 
@@ -300,7 +280,7 @@ def execute_job(job: Job) -> None:
         fetch(run)
     elif job.kind == "train":
         examples = dict(adapters.adapter_jobs(run))[p["adapter"]]
-        res = adapters.train_one(run, p["adapter"], examples, callbacks=_kill_callbacks(p["adapter"]))
+        res = adapters.train_one(run, p["adapter"], examples)
         run.adapters[p["adapter"]] = res
     elif job.kind == "extract":
         slot = _slot(run, p["role"], p["task"])
@@ -454,17 +434,20 @@ def _measured_training(spec: RunSpec) -> float | None:
 
 
 def _bench(model: str) -> dict[str, Any]:
-    """The newest ``benchmarks/*.json`` record for ``model`` (keys ``train_tokens_per_s``,
-    ``forward_tokens_per_s``, ``gemm_tflops``), merged over files in name order; {} if none."""
+    """The ``benchmarks/*.json`` and ``benchmarks/results/*.json`` records for ``model`` (keys
+    ``train_tokens_per_s``, ``forward_tokens_per_s``, ``gemm_tflops``; ``make bench`` writes them to
+    ``benchmarks/results/bench_hotpath.json`` on this machine), merged over files in path order,
+    each value with its file's path under ``benchmarks/``; {} if none."""
     out: dict[str, Any] = {}
-    for path in sorted((PROJECT_ROOT / "benchmarks").glob("*.json")):
+    root = PROJECT_ROOT / "benchmarks"
+    for path in sorted([*root.glob("*.json"), *root.glob("results/*.json")]):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         for rec in data if isinstance(data, list) else [data]:
             if isinstance(rec, dict) and rec.get("model") in (model, None):
-                out.update({k: (v, path.name) for k, v in rec.items()
+                out.update({k: (v, path.relative_to(root).as_posix()) for k, v in rec.items()
                             if k in ("train_tokens_per_s", "forward_tokens_per_s", "gemm_tflops")})
     return out
 

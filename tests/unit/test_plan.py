@@ -110,3 +110,16 @@ def test_ray_spec_keys():
     with pytest.raises(SpecError, match="unknown spec key 'ray.resources.train.gpus' .did you mean 'num_gpus'"):
         load_spec("specs/smoke.yaml", ["ray.resources.train.gpus=1"])
     assert not math.isnan(load_spec("specs/smoke.yaml", ["ray.resources.train.num_cpus=0.5"]).ray.resources["train"].num_cpus)
+
+
+def test_throughput_reads_the_bench_results_of_this_machine(tmp_path, monkeypatch):
+    """``make bench`` writes benchmarks/results/bench_hotpath.json; the plan's rates come from it."""
+    spec = _spec(tmp_path=tmp_path / "run")
+    bench = tmp_path / "benchmarks" / "results" / "bench_hotpath.json"
+    bench.parent.mkdir(parents=True)
+    bench.write_text('{"model": "tiny-random-llama", "train_tokens_per_s": 250.0, "forward_tokens_per_s": 900.0, '
+                     '"gemm_tflops": 0.15}')
+    monkeypatch.setattr(plan, "PROJECT_ROOT", tmp_path)
+    tp, tflops, source = plan.throughput(spec, plan.model_shape(spec.base_model))
+    assert (tp.train, tp.forward, tflops) == (250.0, 900.0, 0.15)
+    assert tp.train_source == "measured: benchmarks/results/bench_hotpath.json" and "results/bench_hotpath.json" in source

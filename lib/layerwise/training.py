@@ -367,11 +367,11 @@ def _trainer_class():
                                          seed=self.args.seed)
 
         def _save_optimizer_and_scheduler(self, output_dir):
-            kill_point("checkpoint")  # test-only (inert unless $LAYERWISE_KILL_AT): dies mid-checkpoint
+            kill_point("checkpoint", str(self.args.output_dir))  # test-only (inert unless $LAYERWISE_KILL_AT)
             super()._save_optimizer_and_scheduler(output_dir)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            kill_point("train_step")  # test-only, see layerwise.cache.kill_point
+            kill_point("train_step", str(self.args.output_dir))  # test-only, see layerwise.cache.kill_point
             labels = inputs.pop("labels")
             mask = inputs["attention_mask"]
             self.token_stats["tokens"] = self.token_stats.get("tokens", 0) + int(mask.sum())

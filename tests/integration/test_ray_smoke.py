@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from layerwise.pipeline import Run
-from layerwise.plan import KILL_TRAINING_ENV, build_graph, execute
+from layerwise.cache import KILL_ENV, KILL_ONCE_ENV
+from layerwise.plan import build_graph, execute
 from layerwise.spec import PROJECT_ROOT
 
 pytest.importorskip("ray")
@@ -72,14 +73,16 @@ def test_ray_tables_equal_local_bit_for_bit_and_jobs_write_their_outputs(local_t
 
 def test_a_worker_killed_mid_training_is_retried_and_the_tables_do_not_change(local_tables, tmp_path, monkeypatch):
     marker = tmp_path / "killed"
-    monkeypatch.setenv(KILL_TRAINING_ENV, f"sft={marker}")  # the SFT training job SIGKILLs its worker after step 1
+    # the SFT training job SIGKILLs its worker in its second micro-batch (after one optimizer step), once in all
+    monkeypatch.setenv(KILL_ENV, "train_step:2:/.work/sft-")
+    monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
     # Without the companion run (its tables are in the first test): the run's own 3 tables, in half the time.
     run = _open(tmp_path / "run", "ray", skip_adapters=("sft",), overrides=("compare_models=[]",))
     t0 = time.perf_counter()
     report = execute(run, num_cpus=2, echo=None)
     print(f"\nsmoke run, executor ray, SFT trained and its worker killed once: {time.perf_counter() - t0:.1f} s")
     assert report.ok, report.summary()
-    assert marker.read_text().startswith("sft killed at step 1")
+    assert marker.read_text().startswith("killed at train_step:2:/.work/sft- (") and "/.work/sft-" in marker.read_text()
     log = (tmp_path / "run" / "logs" / "train__sft.log").read_text()
     assert log.count("--- train:sft started") == 2  # the killed attempt and Ray's retry
     assert len(list((tmp_path / "run" / "adapters").glob("sft-[0-9a-f]*/adapter_model.safetensors"))) == 1

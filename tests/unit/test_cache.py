@@ -40,8 +40,10 @@ def test_atomic_dir_replaces_whole_directory(tmp_path):
 
 
 # ------------------------------------------------------------------ verified reads, orphans, lock
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,3 +121,24 @@ def test_run_lock_keeps_a_second_process_out_and_dies_with_its_holder(tmp_path):
         holder.wait()
     with RunLock(tmp_path) as lock:  # SIGKILL released it
         assert lock.acquire() is lock
+
+
+def test_kill_point_kills_at_the_nth_matching_pass_and_once_with_a_marker(tmp_path):
+    """The test-only kill hook: the n-th pass whose detail matches; with a marker file, once over retries."""
+    code = ("from layerwise.cache import kill_point\n"
+            "for i in range(3):\n"
+            "    kill_point('train_step', '/x/.work/control-a')\n"
+            "    kill_point('train_step', '/x/.work/sft-1')\n"
+            "    print(i, flush=True)\n")
+    marker = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "lib"),
+           "LAYERWISE_KILL_AT": "train_step:2:/.work/sft-", "LAYERWISE_KILL_ONCE": str(marker)}
+
+    def attempt() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+
+    first = attempt()
+    assert first.returncode == -9 and first.stdout.splitlines()[0] == "0" and "test kill" in first.stdout  # 2nd sft pass
+    assert marker.read_text().startswith("killed at train_step:2:/.work/sft- (/x/.work/sft-1)")
+    second = attempt()  # the retry: the marker exists, nothing kills it
+    assert second.returncode == 0 and second.stdout.split() == ["0", "1", "2"]

@@ -41,6 +41,12 @@ __all__ = [
     "OutputDirInUse",
     "hold_run_lock",
     "HELD_ENV",
+    "DEADLINE_ENV",
+    "TimeBudgetSpent",
+    "deadline_passed",
+    "check_deadline",
+    "StaleResult",
+    "stale_result",
     "release_run_lock",
     "KILL_ENV",
     "KILL_ONCE_ENV",
@@ -359,6 +365,51 @@ def clean_orphans(root: str | os.PathLike[str]) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+#: A Unix time (seconds) after which the run stops starting work, set by ``layerwise run --hours``:
+#: training saves a checkpoint at its next optimizer step and stops, and no other model, task or
+#: table is started. What is done is kept; the same command continues from there.
+DEADLINE_ENV = "LAYERWISE_DEADLINE"
+
+
+class TimeBudgetSpent(RuntimeError):
+    """The run reached ``$LAYERWISE_DEADLINE``; everything finished so far is on disk."""
+
+
+def deadline_passed() -> bool:
+    """True when ``$LAYERWISE_DEADLINE`` is set and in the past (one environment look-up otherwise)."""
+    import time
+
+    deadline = os.environ.get(DEADLINE_ENV)
+    return bool(deadline) and time.time() >= float(deadline)
+
+
+def check_deadline(before: str) -> None:
+    """Raise :class:`TimeBudgetSpent` if the deadline has passed; ``before`` names the work not started.
+
+    Raises:
+        TimeBudgetSpent: ``$LAYERWISE_DEADLINE`` is in the past.
+    """
+    if deadline_passed():
+        raise TimeBudgetSpent(f"time budget spent before {before}")
+
+
+class StaleResult(RuntimeError):
+    """A frozen run (spec ``frozen: true``) lacks a result: it is missing, or its key no longer matches."""
+
+
+def stale_result(path: Path, what: str) -> StaleResult:
+    """The error of a frozen run that would have to compute ``path`` (``what`` says what it is).
+
+    The message names the file, the files of the same kind that are present (computed by other
+    code, library versions or spec: stale) and how to recompute.
+    """
+    prefix = path.name.rsplit("-", 1)[0]
+    present = sorted(p.name for p in path.parent.glob(f"{prefix}-*") if p != path) if path.parent.is_dir() else []
+    stale = f"; present, stale: {', '.join(present)}" if present else ""
+    return StaleResult(f"frozen run: {what} {path} is not in the results (missing, or computed by other code, library "
+                       f"versions or spec){stale}; set frozen=false to recompute it")
 
 
 class OutputDirInUse(RuntimeError):

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .book import BOOK_ENV
 from .plan import execute, fetch
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="override one spec value, e.g. --set training.epochs=2 (repeatable)")
         if name in ("book", "notebook"):
             s.add_argument("--book-dir", default=None, help="Jupyter Book source folder (default: book/)")
+        if name == "run":
+            s.add_argument("--hours", type=float, default=None, metavar="H",
+                           help="time budget of this piece: after H hours no new work starts (a training saves a "
+                                "checkpoint and stops); what is done is kept, and the same command continues the "
+                                "run (exit code 3 until it is complete). Each run appends a record to "
+                                "<output_dir>/provenance.jsonl")
         if name == "plan":
             s.add_argument("--device-tflops", type=float, default=None,
                            help="effective device rate for FLOP-based estimates (default: a measured GEMM rate from "
@@ -60,6 +67,46 @@ def _parser() -> argparse.ArgumentParser:
 def _report(lines: list[str]) -> None:
     for line in lines:
         print(f"layerwise: error: {line}", file=sys.stderr)
+
+
+def _run_piece(run: Any, hours: float | None, t_start: float) -> int:
+    """``layerwise run``: compute what is missing, within ``hours`` if given; append a provenance record.
+
+    Returns the exit code: 0 complete, 3 time budget spent (run the same command again).
+    """
+    from .cache import DEADLINE_ENV, TimeBudgetSpent
+    from .provenance import append_piece, artefact_counts, piece_record
+
+    if run.spec.frozen:  # reads committed results only: a check that they are complete, not a piece
+        execute(run)
+        print(f"[layerwise] frozen run: every result is present ({time.perf_counter() - t_start:.0f} s)", flush=True)
+        return 0
+
+    if hours is not None:
+        if not hours > 0:
+            raise ValueError(f"--hours = {hours!r} is not valid; give a positive number of hours")
+        os.environ[DEADLINE_ENV] = str(time.time() + hours * 3600)
+    started, before, stages = time.time(), artefact_counts(run.out), {}
+    status, code = "complete", 0
+    try:
+        execute(run, stage_seconds=stages)
+    except TimeBudgetSpent as exc:
+        status, code = str(exc), 3
+    except BaseException as exc:
+        status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise
+    finally:
+        os.environ.pop(DEADLINE_ENV, None)
+        record = piece_record(run.spec, started=started, ended=time.time(), status=status, stage_seconds=stages,
+                              before=before, after=artefact_counts(run.out), hours=hours)
+        path = append_piece(run.out, record)
+    elapsed = time.perf_counter() - t_start
+    if code == 3:
+        print(f"[layerwise] {status} after {elapsed:.0f} s; added {record['added']}; provenance in {path}. "
+              "Run the same command again to continue.", flush=True)
+    else:
+        print(f"[layerwise] run done in {elapsed:.0f} s ({run.spec.executor}); provenance in {path}", flush=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             fetch(run)
         elif args.command == "run":
-            execute(run)
-            print(f"[layerwise] run done in {time.perf_counter() - t_start:.0f} s ({run.spec.executor})", flush=True)
+            return _run_piece(run, args.hours, t_start)
         elif args.command == "book":
             from .spec import PROJECT_ROOT
 

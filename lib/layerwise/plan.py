@@ -93,31 +93,45 @@ def fetch(run: Run) -> None:
           + ", ".join(f"{t} {a}+{b}" for t, (a, b) in sizes.items()), flush=True)
 
 
-def compute_local(run: Run, *, evaluate: bool = True) -> None:
+def compute_local(run: Run, *, evaluate: bool = True, stage_seconds: dict[str, float] | None = None,
+                  prefix: str = "") -> None:
     """``executor: local``: every stage of a run in this process; then the same for each companion run.
 
     Companion runs skip the task-level evaluation and the template variation (the cross-model
     chapter reads similarity, response loss and spectra only), which keeps their cost to training
     and extraction. The graph of :func:`build_graph` has the same jobs.
+
+    Args:
+        run: the run. evaluate: run the task-level evaluation and the template variation.
+        stage_seconds: if given, gets the wall seconds of each stage as it ends (``fetch``, ``train``,
+            ``states + similarity``, ``evaluation + tables``; a companion's under ``<model>: <stage>``),
+            also when a later stage raises (e.g. :class:`~layerwise.cache.TimeBudgetSpent`).
+        prefix: put before the stage names in ``stage_seconds`` (a companion run's model).
     """
+    times = stage_seconds if stage_seconds is not None else {}
+    t0 = time.perf_counter()
     fetch(run)
+    times[prefix + "fetch"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     run.train()
-    print(f"[layerwise] adapters ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    times[prefix + "train"] = time.perf_counter() - t0
+    print(f"[layerwise] adapters ready ({times[prefix + 'train']:.0f} s)", flush=True)
     t0 = time.perf_counter()
-    run.run_models()
-    df = run.cka()
-    print(f"[layerwise] hidden states + CKA table ready ({time.perf_counter() - t0:.0f} s, {len(df)} rows)", flush=True)
+    df = run.cka()  # computes the hidden states it needs first; a cached table needs none
+    times[prefix + "states + similarity"] = time.perf_counter() - t0
+    print(f"[layerwise] hidden states + CKA table ready ({times[prefix + 'states + similarity']:.0f} s, {len(df)} rows)",
+          flush=True)
     t0 = time.perf_counter()
     if evaluate:
         run.evaluate()
         run.template_variation()
     run.spectra()
+    times[prefix + "evaluation + tables"] = time.perf_counter() - t0
     done = "task-level evaluation, template variation + spectra" if evaluate else "spectra"
-    print(f"[layerwise] {done} ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print(f"[layerwise] {done} ready ({times[prefix + 'evaluation + tables']:.0f} s)", flush=True)
     for companion in run.companions:
         print(f"[layerwise] cross-model companion run: {companion.spec.base_model} -> {companion.out}", flush=True)
-        compute_local(companion, evaluate=False)
+        compute_local(companion, evaluate=False, stage_seconds=times, prefix=f"{companion.spec.base_model}: ")
 
 
 # ------------------------------------------------------------------------------------ the graph
@@ -304,7 +318,8 @@ def execute_job(job: Job) -> None:
 
 
 def execute(run: Run, *, notebooks: bool = False, book: dict[str, Any] | None = None, num_cpus: int | None = None,
-            echo: Callable[[str], None] | None = print) -> GraphReport | None:
+            echo: Callable[[str], None] | None = print,
+            stage_seconds: dict[str, float] | None = None) -> GraphReport | None:
     """Run a whole run with the spec's executor.
 
     ``executor: local``: :func:`compute_local` (every stage in this process, as the book always ran;
@@ -316,6 +331,8 @@ def execute(run: Run, *, notebooks: bool = False, book: dict[str, Any] | None = 
         run: the run. notebooks, book: see :func:`build_graph` (ray only).
         num_cpus: CPUs of a local Ray cluster (None: all of this machine's).
         echo: progress lines (None: silent).
+        stage_seconds: gets the wall seconds per stage (local; see :func:`compute_local`) or per job
+            kind (ray).
 
     Returns:
         The :class:`~layerwise.jobs.GraphReport` (ray), or None (local).
@@ -324,13 +341,17 @@ def execute(run: Run, *, notebooks: bool = False, book: dict[str, Any] | None = 
         RuntimeError: a job failed (ray); the message is the report's summary (job, error, log).
     """
     if run.spec.executor == "local":
-        compute_local(run)
+        compute_local(run, stage_seconds=stage_seconds)
         return None
     graph = build_graph(run, notebooks=notebooks, book=book)
     r = run.spec.ray
     t0 = time.perf_counter()
     report = run_ray(graph, execute_job, address=r.address, max_retries=r.max_retries, num_cpus=num_cpus,
                      resources={k: v.given() for k, v in r.resources.items()}, log_dir=run.out / "logs", echo=echo)
+    if stage_seconds is not None:
+        for job_id, seconds in report.seconds.items():
+            kind = graph.jobs[job_id].kind
+            stage_seconds[kind] = stage_seconds.get(kind, 0.0) + seconds
     if echo:
         echo(f"[layerwise] ray: {report.summary().splitlines()[0]} in {time.perf_counter() - t0:.0f} s")
     if not report.ok:

@@ -425,6 +425,11 @@ class RunSpec:
             gets a *companion run* (:meth:`companion_specs`): this spec with only the base model
             changed, so tasks, data, templates and recipe are identical and the models' curves and
             bands can be compared in relative depth.
+        frozen: ``false`` (default): compute whatever is missing. ``true``: only read results already
+            in ``output_dir`` (a committed run, e.g. ``results/reference``): no adapter is trained,
+            no model is run and no table is computed; a result that is missing, or whose key no
+            longer matches the code, the library versions or the spec, stops the run with
+            :class:`~layerwise.cache.StaleResult`, which names it.
     """
 
     name: Name = "default"
@@ -445,6 +450,7 @@ class RunSpec:
     gate: Annotated[str, Strict(), _choice("enforce", "report")] = "enforce"
     executor: Annotated[str, Strict(), _choice(*EXECUTORS)] = "local"
     ray: RaySpec = field(default_factory=RaySpec)
+    frozen: Flag = False
 
     def problems(self) -> list[str]:
         """Inconsistencies between keys, one line each (empty if none).

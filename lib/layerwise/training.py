@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .batching import Encoded, collate, encode
-from .cache import (CorruptArtefact, atomic_path, atomic_write_json, content_key, discard_corrupt, kill_point, read_json,
-                    read_verified_json, safetensors_format)
+from .cache import (CorruptArtefact, TimeBudgetSpent, atomic_path, atomic_write_json, content_key,
+                    deadline_passed, discard_corrupt, kill_point, read_json, read_verified_json, safetensors_format)
 from .spec import TrainingSpec
 
 __all__ = [
@@ -480,6 +480,21 @@ class _EncodedDataset:
         return self.items[i]
 
 
+def _deadline_callback():
+    """A ``TrainerCallback`` that saves a checkpoint and stops training once the run's deadline
+    (``$LAYERWISE_DEADLINE``, :func:`layerwise.cache.deadline_passed`) has passed."""
+    from transformers import TrainerCallback
+
+    class _Deadline(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - the Trainer's signature
+            if deadline_passed():
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return _Deadline()
+
+
 def _progress_callback(stats: dict[str, int], total_tokens: int, desc: str):
     """A ``TrainerCallback`` showing tokens/s, ETA and the last loss on a :func:`token_progress` bar."""
     from transformers import TrainerCallback
@@ -552,6 +567,8 @@ def train_adapter(
     Raises:
         ValueError: empty training set, lengths differ, a target module is missing, a prompt does
             not fit ``spec.max_length``, or a bad ``dtype`` / device.
+        TimeBudgetSpent: the run's deadline (``$LAYERWISE_DEADLINE``) passed before or during
+            training; a checkpoint of the last optimizer step is saved and the next call resumes it.
     """
     if not (len(prompts) == len(targets) == len(example_ids)):
         raise ValueError(f"prompts, targets and example_ids differ in length: {len(prompts)}, {len(targets)}, {len(example_ids)}")
@@ -577,6 +594,8 @@ def train_adapter(
 
     from .models import load_model, load_tokenizer
 
+    if deadline_passed():
+        raise TimeBudgetSpent(f"time budget spent before training {name}")
     tokenizer = load_tokenizer(base_model)
     items = [encode(tokenizer, p, t, max_length=spec.max_length) for p, t in zip(prompts, targets)]
     set_seed(spec.seed)
@@ -594,7 +613,7 @@ def train_adapter(
         args=args,
         train_dataset=_EncodedDataset(items),
         data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
-        callbacks=list(callbacks) + extra,
+        callbacks=list(callbacks) + extra + [_deadline_callback()],
         token_stats=stats,
         lengths=[len(it.input_ids) for it in items] if group_by_length else None,
     )
@@ -607,6 +626,9 @@ def train_adapter(
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(good[-1]) if resume else None)
     seconds = time.perf_counter() - t0
+    if trainer.state.global_step < trainer.state.max_steps:  # stopped by the deadline, checkpoint saved
+        raise TimeBudgetSpent(f"time budget spent in training {name}: stopped at optimizer step "
+                              f"{trainer.state.global_step} of {trainer.state.max_steps}, checkpoint saved")
     log = [
         {k: rec[k] for k in ("step", "epoch", "loss", "learning_rate", "grad_norm") if k in rec}
         for rec in trainer.state.log_history

@@ -84,3 +84,34 @@ def test_killed_training_resumes_to_the_same_adapter(tmp_path):
     for k in a:
         assert abs(a[k] - b[k]).max() < 1e-6, k
     assert [r["step"] for r in resumed.log][-1] == [r["step"] for r in whole.log][-1] == 6
+
+
+def test_training_stopped_at_the_deadline_saves_a_checkpoint_and_resumes_to_the_same_adapter(tmp_path, monkeypatch):
+    """``layerwise run --hours``: at the deadline a training saves a checkpoint at its current step and
+    stops (TimeBudgetSpent); the next call resumes there and ends with the uninterrupted adapter."""
+    import layerwise.training as training
+    from layerwise.cache import TimeBudgetSpent
+
+    spec = load_spec("specs/smoke.yaml", ["training.save_steps=100", "training.epochs=2", "training.batch_size=4",
+                                          "training.device=cpu"]).training
+    prompts = [f"Item {i}: the film was {'great' if i % 2 else 'awful'}.\nSentiment:" for i in range(12)]
+    targets = ["positive" if i % 2 else "negative" for i in range(12)]
+    kw = dict(name="control-toy", base_model="tiny-random-llama", prompts=prompts, targets=targets,
+              example_ids=[f"e{i}" for i in range(12)], spec=spec, progress=False)
+    whole = train_adapter(adapters_dir=tmp_path / "a", **kw)
+    calls = []
+    monkeypatch.setattr(training, "deadline_passed", lambda: calls.append(1) or len(calls) >= 4)  # 1 check before, then after each step: stops after step 3
+    with pytest.raises(TimeBudgetSpent, match="stopped at optimizer step 3 of 6, checkpoint saved"):
+        train_adapter(adapters_dir=tmp_path / "b", **kw)
+    work = tmp_path / "b" / ".work" / f"control-toy-{whole.key}"
+    assert [p.name for p in work.glob("checkpoint-*")] == ["checkpoint-3"]  # not a save step: saved for the deadline
+    assert not (tmp_path / "b" / f"control-toy-{whole.key}").exists()  # no finished adapter
+    monkeypatch.setattr(training, "deadline_passed", lambda: False)
+    resumed = train_adapter(adapters_dir=tmp_path / "b", **kw)
+    assert json.loads((resumed.path / "layerwise_adapter.json").read_text())["resumed"] is True
+    a = load_file(str(whole.path / "adapter_model.safetensors"))
+    b = load_file(str(resumed.path / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]).max() < 1e-6 for k in a)
+    monkeypatch.setattr(training, "deadline_passed", lambda: True)  # a deadline already past: nothing starts
+    with pytest.raises(TimeBudgetSpent, match="before training control-toy"):
+        train_adapter(adapters_dir=tmp_path / "c", **kw)

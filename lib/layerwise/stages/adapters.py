@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .. import training  # called as training.train_adapter, so tests can replace it
-from ..cache import content_key, read_json
+from ..cache import content_key, read_json, stale_result
 from ..models import model_fingerprint
 from ..tasks import cap_per_cluster
 from ..spec import TrainingSpec
@@ -108,7 +108,14 @@ def train_one(run: Run, name: str, examples: Examples, progress: bool = True,
     Args:
         run: the run. name, examples: one item of :func:`adapter_jobs`. progress: the Trainer's bar.
         callbacks: extra ``transformers.TrainerCallback`` objects (see :func:`layerwise.training.train_adapter`).
+
+    Raises:
+        StaleResult: the spec is ``frozen`` and the adapter is not on disk under its current key.
     """
+    if run.spec.frozen:
+        _, path = training.adapter_location(**adapter_kwargs(run, name, examples))
+        if not (path / "layerwise_adapter.json").is_file():
+            raise stale_result(path, f"the adapter {name}")
     t0 = time.perf_counter()
     res = training.train_adapter(**adapter_kwargs(run, name, examples), progress=progress and run.verbose,
                                  callbacks=callbacks)

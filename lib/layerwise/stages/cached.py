@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..cache import CorruptArtefact, content_key, discard_corrupt, read_table, write_table
+from ..cache import CorruptArtefact, check_deadline, content_key, discard_corrupt, read_table, stale_result, write_table
 
 __all__ = ["LIBRARIES", "code_digest", "library_versions", "table_key", "cached_table"]
 
@@ -101,6 +101,7 @@ def cached_table(
     *,
     code: Sequence[FunctionType | type | ModuleType],
     log: Callable[[str], None] | None = None,
+    frozen: bool = False,
 ) -> pd.DataFrame:
     """Read ``<out_dir>/<name>-<key>.parquet`` if it exists, else compute the table and write it.
 
@@ -111,6 +112,7 @@ def cached_table(
         compute: builds the table; called only when the file is missing.
         code: the functions/modules that compute the table; their source enters the key.
         log: called with one line (rows, seconds) after a computation, if given.
+        frozen: never compute: a missing table raises (the spec's ``frozen``).
 
     Returns:
         The table: as computed, or as read back from the parquet file. A file that fails its check
@@ -119,6 +121,8 @@ def cached_table(
 
     Raises:
         ValueError, TypeError: see :func:`table_key` (raised before any compute).
+        StaleResult: ``frozen`` and the table is not on disk (or fails its check).
+        TimeBudgetSpent: the table must be computed and the run's deadline has passed.
     """
     path = Path(out_dir) / f"{name}-{table_key(key_parts, code)}.parquet"
     fmt = f"{name}-table/1"
@@ -127,6 +131,9 @@ def cached_table(
             return read_table(path, fmt)
         except CorruptArtefact as err:
             discard_corrupt(err)
+    if frozen:
+        raise stale_result(path, f"the {name} table")
+    check_deadline(f"the {name} table")
     t0 = time.perf_counter()
     df = compute()
     write_table(df, path, fmt)

@@ -105,7 +105,7 @@ def gate_scores(run: Run) -> pd.DataFrame:
         token), the input of :func:`layerwise.gate.control_gate`.
     """
     evaluate(run, progress=False)
-    run_models(run)
+    run_models(run, states=False)
     rows = []
     for task in run.spec.tasks:
         models = [(PT_ROLE, run.slot(PT_ROLE, task)), (CONTROL_ROLE, run.slot(CONTROL_ROLE, task))]
@@ -132,4 +132,4 @@ def gate_table(run: Run, *, n_boot: int = 2000) -> pd.DataFrame:
     parts = {"scores": content_key(scores.to_dict("list")), "n_boot": n_boot, "seed": run.spec.data.seed}
     compute = lambda: control_gate(scores, n_boot=n_boot, seed=run.spec.data.seed).assign(  # noqa: E731
         cluster=lambda d: d["task"].map(run.cluster_of))
-    return cached_table(run.out / "tables", "gate", parts, compute, code=[control_gate, gate_scores], log=run.log)
+    return cached_table(run.out / "tables", "gate", parts, compute, code=[control_gate, gate_scores], log=run.log, frozen=run.spec.frozen)

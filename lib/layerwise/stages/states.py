@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ..cache import CorruptArtefact, atomic_write_json, content_key, discard_corrupt, read_verified_json
+from ..cache import CorruptArtefact, StaleResult, atomic_write_json, check_deadline, content_key, discard_corrupt, read_verified_json
 from ..extraction import has_states, load_states, prompt_hidden_states, save_states
 from ..models import compute_settings, load_random_init, load_tokenizer
 from ..training import AdapterBank, load_adapter_model, response_token_loss
@@ -116,9 +116,18 @@ def for_each_model(
         done: ``(slot, task) -> True`` if the result is already on disk.
         work: ``(model, tokenizer, slot, task) -> None``, writes the result to disk.
         what: what the work is, for the progress line.
+
+    Raises:
+        StaleResult: the spec is ``frozen`` and some work is pending (before any model is loaded).
+        TimeBudgetSpent: the run's deadline passed (checked before each task's work).
     """
     pending = [(slot, [t for t in slot.tasks if not done(slot, t)]) for slot in slots]
     pending = [(slot, todo) for slot, todo in pending if todo]
+    if pending and run.spec.frozen:
+        slot, todo = pending[0]
+        raise StaleResult(f"frozen run: the {what} of {slot.role} ({slot.label}) on {', '.join(todo)} are not in the "
+                          f"results under {run.out} (missing, or keyed for other code or another spec); "
+                          "set frozen=false to compute them")
     bank: AdapterBank | None = None
     for slot, todo in pending:
         t0 = time.perf_counter()
@@ -131,6 +140,7 @@ def for_each_model(
             context = bank.use(slot.label if slot.adapter is not None else None)
         with context as model:
             for task in todo:
+                check_deadline(f"{what} of {slot.role} on {task}")
                 work(model, tokenizer, slot, task)
         run.log(f"{slot.role:12s} {','.join(todo)}: {what} in {time.perf_counter() - t0:.0f} s")
     del bank
@@ -150,22 +160,28 @@ def extract(run: Run, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
                  "adapter": str(slot.adapter) if slot.adapter else None, "random_init": slot.random_init, **meta})
 
 
-def run_models(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None = None) -> None:
+def run_models(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None = None, *,
+               states: bool = True) -> None:
     """For every model compute what is missing on its tasks: hidden states on the test prompts
     (last token and mean pooled) and the response loss on the first ``data.n_eval`` test
     examples. Each model is loaded once.
 
     ``slots`` (default: every slot of the run) restricts the work, e.g. to one slot with one task
-    (one job of :mod:`layerwise.plan`)."""
+    (one job of :mod:`layerwise.plan`). ``states=False`` computes the missing response losses only
+    (what the gate and the loss tables read), so a run rendered from committed results, which has
+    no hidden states, loads no model."""
     n_eval = run.spec.data.n_eval
 
+    def has(slot: ModelSlot, task: str) -> bool:
+        return not states or has_states(states_path(run, slot, task), ids=list(run.tasks[task]["test"]["id"]))
+
     def done(slot: ModelSlot, task: str) -> bool:
-        return has_states(states_path(run, slot, task), ids=list(run.tasks[task]["test"]["id"])) and loss_path(run, slot, task).is_file()
+        return has(slot, task) and loss_path(run, slot, task).is_file()
 
     def work(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str) -> None:
         te = run.tasks[task]["test"]
         sp = states_path(run, slot, task)
-        if not has_states(sp, ids=list(te["id"])):
+        if not has(slot, task):
             extract(run, model, tokenizer, slot, task, te, sp, progress=progress, desc=f"{slot.role} {task}")
         lp = loss_path(run, slot, task)
         if not lp.is_file():
@@ -234,7 +250,7 @@ def response_loss(run: Run) -> pd.DataFrame:
     Columns: ``task, cluster, role, loss`` (nats per token, EOS included as in training),
     ``loss_no_eos`` (the answer's tokens alone), ``n``.
     """
-    run_models(run)
+    run_models(run, states=False)
     rows = []
     for slot in run.slots:
         for task in slot.tasks:
@@ -255,5 +271,5 @@ def read_loss(run: Run, slot: ModelSlot, task: str) -> dict[str, Any]:
         return read_verified_json(path, ("ids", "loss", "loss_no_eos"))
     except CorruptArtefact as err:
         discard_corrupt(err)
-        run_models(run)
+        run_models(run, states=False)
         return read_verified_json(path, ("ids", "loss", "loss_no_eos"))

@@ -6,7 +6,7 @@ and cached as parquet files by :func:`~layerwise.stages.cached.cached_table`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,16 @@ BASELINE_ROLES = (OTHER_ROLE, REPLICATE_ROLE)
 LINEAR_MEASURES = ("linear_cka", "debiased_cka")
 #: Roles compared on mean-pooled states and given a shuffled-row null.
 _CORE_ROLES = (PT_ROLE, SFT_ROLE)
+
+
+def _with_states(run: Run, rows: Callable[..., pd.DataFrame], *args: Any) -> pd.DataFrame:
+    """``rows(run, *args)`` once every model's hidden states are on disk (:func:`run_models`).
+
+    The tables call it inside their compute step, so a table already cached is read without
+    hidden states (a run rendered from committed results has none).
+    """
+    run_models(run)
+    return rows(run, *args)
 
 
 def measure_names(requested: Sequence[str]) -> list[str]:
@@ -140,14 +150,13 @@ def similarity_table(run: Run, *, n_null: int = 20) -> pd.DataFrame:
         the last prompt token, is left out as in the paper). Cached in
         ``tables/similarity-<key>.parquet``.
     """
-    run_models(run)
     measures = measure_names(run.spec.measures)
     parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots + run.extra_slots],
              "test_examples": [test_key(run, t) for t in run.spec.tasks],
              "measures": measures, "baselines": list(run.spec.baselines), "n_null": n_null, "seed": run.spec.data.seed}
     code = [comparison_plan, _layer_rows, _similarity_rows, _baseline_rows, _similarity, shuffled_row_null]
-    return cached_table(run.out / "tables", "similarity", parts, lambda: _similarity_rows(run, measures, n_null),
-                        code=code, log=run.log)
+    return cached_table(run.out / "tables", "similarity", parts, lambda: _with_states(run, _similarity_rows, measures, n_null),
+                        code=code, log=run.log, frozen=run.spec.frozen)
 
 
 def _experimental_slots(run: Run) -> list[ModelSlot]:
@@ -178,12 +187,11 @@ def seed_table(run: Run) -> pd.DataFrame:
         The similarity columns plus ``seed`` (the adapter's training seed); empty when the run uses an
         off-the-shelf experimental model. Cached in ``tables/seeds-<key>.parquet``.
     """
-    run_models(run)
     parts = {"slots": [(s.role, s.key, s.tasks, s.seed) for s in _experimental_slots(run)] + [
                  (s.role, s.key) for s in run.slots if s.role == CONTROL_ROLE],
              "test_examples": [test_key(run, t) for t in run.spec.tasks], "measures": list(run.spec.measures)}
-    return cached_table(run.out / "tables", "seeds", parts, lambda: _seed_rows(run),
-                        code=[_seed_rows, _experimental_slots, _layer_rows, _similarity], log=run.log)
+    return cached_table(run.out / "tables", "seeds", parts, lambda: _with_states(run, _seed_rows),
+                        code=[_seed_rows, _experimental_slots, _layer_rows, _similarity], log=run.log, frozen=run.spec.frozen)
 
 
 def half_split(n: int, seed: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -222,12 +230,11 @@ def halves_table(run: Run) -> pd.DataFrame:
         The similarity columns plus ``half`` (``"A"`` or ``"B"``); ``n_examples`` is the half's size.
         Cached in ``tables/halves-<key>.parquet``.
     """
-    run_models(run)
     parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots if s.role in (PT_ROLE, SFT_ROLE, CONTROL_ROLE)],
              "test_examples": [test_key(run, t) for t in run.spec.tasks], "measures": list(run.spec.measures),
              "seed": run.spec.data.seed}
-    return cached_table(run.out / "tables", "halves", parts, lambda: _halves_rows(run),
-                        code=[_halves_rows, half_split, _layer_rows, _similarity], log=run.log)
+    return cached_table(run.out / "tables", "halves", parts, lambda: _with_states(run, _halves_rows),
+                        code=[_halves_rows, half_split, _layer_rows, _similarity], log=run.log, frozen=run.spec.frozen)
 
 
 def findings_input(similarity: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:
@@ -277,8 +284,7 @@ def spectra_table(run: Run) -> pd.DataFrame:
     layer``, ``effective_rank``, ``participation_ratio``, ``n_99``, ...). Cached in
     ``tables/spectra-<key>.parquet``.
     """
-    run_models(run)
     parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots],
              "test_examples": [test_key(run, t) for t in run.spec.tasks]}
-    return cached_table(run.out / "tables", "spectra", parts, lambda: _spectra_rows(run),
-                        code=[_spectra_rows, _spectra, _similarity], log=run.log)
+    return cached_table(run.out / "tables", "spectra", parts, lambda: _with_states(run, _spectra_rows),
+                        code=[_spectra_rows, _spectra, _similarity], log=run.log, frozen=run.spec.frozen)

@@ -88,6 +88,13 @@ def run_template_variant(run: Run, progress: bool = True, slots: Sequence[ModelS
     for_each_model(run, chosen, done, work, "states on other templates")
 
 
+def _variation_rows_with_states(run: Run) -> pd.DataFrame:
+    """:func:`_variation_rows` once the states on both templates are on disk (only when the table is not cached)."""
+    run_models(run)
+    run_template_variant(run)
+    return _variation_rows(run)
+
+
 def _variation_rows(run: Run) -> pd.DataFrame:
     """Compute the template-variation table (see :func:`template_variation_table`)."""
     rows: list[dict[str, Any]] = []
@@ -129,10 +136,8 @@ def template_variation_table(run: Run) -> pd.DataFrame:
     """
     if not run.variant_tasks:
         return pd.DataFrame(columns=TEMPLATE_VARIATION_COLUMNS)
-    run_models(run)
-    run_template_variant(run)
     parts = {"slots": [(s.role, s.key, s.tasks) for s in run.slots if s.role in VARIANT_ROLES],
              "variant_examples": {t: variant_path(run, run.slot(PT_ROLE, t), t).name for t in run.variant_tasks},
              "test_examples": [test_key(run, t) for t in run.variant_tasks]}
-    return cached_table(run.out / "tables", "template-variation", parts, lambda: _variation_rows(run),
-                        code=[_variation_rows, _similarity], log=run.log)
+    return cached_table(run.out / "tables", "template-variation", parts, lambda: _variation_rows_with_states(run),
+                        code=[_variation_rows, _similarity], log=run.log, frozen=run.spec.frozen)

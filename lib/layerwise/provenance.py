@@ -1,0 +1,139 @@
+"""Provenance of a run's pieces: which code, spec, libraries and machine computed its results.
+
+A long run (the reference run) is computed in pieces, each a ``layerwise run --hours H`` that stops
+starting work at its deadline and is continued by the same command. Every piece appends one JSON
+line to ``<output_dir>/provenance.jsonl``: the commit of the code, the spec's content key, the
+versions of torch, transformers and peft, the machine (cores, CPU, threads, device, dtype), the wall
+seconds of each stage, what the piece added (adapters, hidden-state files, evaluations, tables) and
+how it ended. The file is append-only; a reader gets one record per piece, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cache import atomic_write_text
+from .spec import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from .spec import RunSpec
+
+__all__ = ["PROVENANCE_FILE", "ARTEFACT_GLOBS", "artefact_counts", "code_commit", "machine", "piece_record",
+           "append_piece", "read_pieces"]
+
+#: The provenance file, under the run's output directory.
+PROVENANCE_FILE = "provenance.jsonl"
+
+#: What a piece may add, counted before and after it: name -> glob under the output directory.
+ARTEFACT_GLOBS: dict[str, str] = {
+    "adapters": "**/adapters/*/layerwise_adapter.json",
+    "hidden_states": "**/hidden_states/*/*.safetensors",
+    "evaluations": "**/evaluation/*/*.json",
+    "tables": "**/tables/*.parquet",
+}
+
+
+def artefact_counts(output_dir: Path) -> dict[str, int]:
+    """Number of finished artefacts of each kind of :data:`ARTEFACT_GLOBS` under ``output_dir``."""
+    return {kind: sum(1 for p in Path(output_dir).glob(pattern) if ".work" not in p.parts)
+            for kind, pattern in ARTEFACT_GLOBS.items()}
+
+
+def code_commit(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """The git commit of the code (``commit``; None outside a git checkout) and whether ``lib/`` had
+    uncommitted changes (``dirty``)."""
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--", "lib")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def machine(spec: RunSpec) -> dict[str, Any]:
+    """The machine of a piece: cores, CPU model, torch threads, and the device and dtype of the spec."""
+    import torch
+
+    from .models import compute_settings
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cs = compute_settings(spec.extraction.device, spec.training.dtype)
+    return {"cores": os.cpu_count(), "cpu": cpu, "torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": cs.device, "dtype": cs.dtype,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def piece_record(spec: RunSpec, *, started: float, ended: float, status: str, stage_seconds: Mapping[str, float],
+                 before: Mapping[str, int], after: Mapping[str, int], hours: float | None) -> dict[str, Any]:
+    """One provenance record (see the module docstring).
+
+    Args:
+        spec: the run's spec. started, ended: Unix times of the piece.
+        status: ``"complete"``, ``"time budget spent: ..."`` or ``"failed: ..."``.
+        stage_seconds: wall seconds per stage (:func:`layerwise.plan.compute_local`).
+        before, after: :func:`artefact_counts` at the start and the end.
+        hours: the piece's time budget (None: none).
+    """
+    from .stages.cached import library_versions
+
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)),
+        "wall_seconds": round(ended - started, 1),
+        "hours_budget": hours,
+        "status": status,
+        **code_commit(),
+        "spec_name": spec.name,
+        "spec_key": spec.key(),
+        "libraries": {k: v for k, v in library_versions().items() if k in ("torch", "transformers", "peft")},
+        "machine": machine(spec),
+        "stage_seconds": {k: round(v, 1) for k, v in stage_seconds.items()},
+        "added": {k: after.get(k, 0) - before.get(k, 0) for k in after},
+        "artefacts": dict(after),
+    }
+
+
+def append_piece(output_dir: Path, record: Mapping[str, Any]) -> Path:
+    """Append ``record`` as one line to ``<output_dir>/provenance.jsonl`` (rewritten atomically)."""
+    path = Path(output_dir) / PROVENANCE_FILE
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    atomic_write_text(path, old + json.dumps(record, sort_keys=True) + "\n")
+    return path
+
+
+def read_pieces(output_dir: Path) -> list[dict[str, Any]]:
+    """The provenance records of a run, in order (empty if it has none).
+
+    Raises:
+        ValueError: a line is not a JSON object (the file names itself and the line).
+    """
+    path = Path(output_dir) / PROVENANCE_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {i} is not JSON ({err})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}: line {i} is not a JSON object")
+            out.append(rec)
+    return out

@@ -1,0 +1,78 @@
+"""Runs in pieces: the deadline, frozen results (never recomputed, stale ones named) and the provenance file."""
+
+import os
+
+import pandas as pd
+import pytest
+
+from layerwise.cache import (DEADLINE_ENV, StaleResult, TimeBudgetSpent, check_deadline, deadline_passed,
+                             stale_result, write_table)
+from layerwise.provenance import append_piece, artefact_counts, code_commit, read_pieces
+from layerwise.stages.cached import cached_table, table_key
+
+
+def test_deadline_from_the_environment(monkeypatch):
+    monkeypatch.delenv(DEADLINE_ENV, raising=False)
+    assert not deadline_passed()
+    check_deadline("anything")  # no deadline: nothing happens
+    monkeypatch.setenv(DEADLINE_ENV, "1e12")  # far in the future
+    assert not deadline_passed()
+    monkeypatch.setenv(DEADLINE_ENV, "1")  # 1970
+    with pytest.raises(TimeBudgetSpent, match="time budget spent before the similarity table"):
+        check_deadline("the similarity table")
+
+
+def test_cached_table_computes_nothing_after_the_deadline_but_reads_what_is_there(tmp_path, monkeypatch):
+    df = pd.DataFrame({"a": [1.0, 2.0]})
+    assert cached_table(tmp_path, "t", {"x": 1}, lambda: df, code=[table_key]).equals(df)
+    monkeypatch.setenv(DEADLINE_ENV, "1")
+    assert cached_table(tmp_path, "t", {"x": 1}, lambda: 1 / 0, code=[table_key]).equals(df)  # cached: read
+    with pytest.raises(TimeBudgetSpent, match="the t table"):
+        cached_table(tmp_path, "t", {"x": 2}, lambda: df, code=[table_key])
+
+
+def test_frozen_cached_table_reads_and_names_stale_files(tmp_path):
+    df = pd.DataFrame({"a": [1.0]})
+    first = cached_table(tmp_path, "similarity", {"x": 1}, lambda: df, code=[table_key])
+    assert cached_table(tmp_path, "similarity", {"x": 1}, lambda: 1 / 0, code=[table_key], frozen=True).equals(first)
+    with pytest.raises(StaleResult) as err:  # another key (the code or the spec changed): never computed
+        cached_table(tmp_path, "similarity", {"x": 2}, lambda: df, code=[table_key], frozen=True)
+    msg = str(err.value)
+    key1, key2 = table_key({"x": 1}, [table_key]), table_key({"x": 2}, [table_key])
+    assert f"the similarity table {tmp_path}/similarity-{key2}.parquet is not in the results" in msg
+    assert f"present, stale: similarity-{key1}.parquet" in msg and "set frozen=false" in msg
+    assert len(msg.splitlines()) == 1
+    assert "present" not in str(stale_result(tmp_path / "none" / "gate-0.parquet", "the gate table"))
+
+
+def test_frozen_spec_key_is_a_strict_flag():
+    from layerwise.spec import SpecError, load_spec
+
+    assert load_spec("specs/smoke.yaml").frozen is False
+    assert load_spec("specs/smoke.yaml", ["frozen=true"]).frozen is True
+    with pytest.raises(SpecError, match="frozen"):
+        load_spec("specs/smoke.yaml", ["frozen=sometimes"])
+
+
+def test_provenance_appends_one_json_line_per_piece(tmp_path):
+    assert read_pieces(tmp_path) == []
+    append_piece(tmp_path, {"status": "time budget spent", "n": 1})
+    append_piece(tmp_path, {"status": "complete", "n": 2})
+    assert [r["n"] for r in read_pieces(tmp_path)] == [1, 2]
+    (tmp_path / "provenance.jsonl").write_text('{"n": 1}\nnot json\n')
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        read_pieces(tmp_path)
+
+
+def test_artefact_counts_skip_unfinished_training(tmp_path):
+    (tmp_path / "adapters" / "sft-1").mkdir(parents=True)
+    (tmp_path / "adapters" / "sft-1" / "layerwise_adapter.json").write_text("{}")
+    (tmp_path / "adapters" / ".work" / "x").mkdir(parents=True)
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "tables" / "t-1.parquet", "t-table/1")
+    assert artefact_counts(tmp_path) == {"adapters": 1, "hidden_states": 0, "evaluations": 0, "tables": 1}
+
+
+def test_code_commit_names_a_commit_in_this_checkout():
+    c = code_commit()
+    assert c["commit"] is None or (len(c["commit"]) == 40 and isinstance(c["dirty"], bool))
+    assert code_commit(os.path.sep + "nonexistent") == {"commit": None, "dirty": None}

@@ -7,6 +7,9 @@
 #   make test-crash                    kill the smoke run at 13 points, rerun, compare the tables (about an hour)
 #   make bench                         benchmarks: CKA against the authors' route; the hot path (extraction,
 #                                      LoRA training, GFLOP/s) against bare PyTorch loops
+#   make reference HOURS=1.8           one piece of the reference run (specs/reference.yaml): continues where
+#                                      the last stopped, stops starting work after HOURS (exit 3: not finished)
+#   make reference-verify TASK=<task>  recompute one task of the committed reference run; largest differences
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,6 +18,9 @@ SPEC   ?= specs/default.yaml
 BASE_MODEL ?=
 SET    ?=
 PYTEST_ARGS ?=
+HOURS  ?= 1.8
+TASK   ?=
+REFERENCE := specs/reference.yaml
 
 # Offline by default (hub calls otherwise hang ~55 s each here); `make book HF_HUB_OFFLINE=0` to use the hub.
 HF_HUB_OFFLINE ?= 1
@@ -26,7 +32,7 @@ export TOKENIZERS_PARALLELISM = false
 
 OVERRIDES := $(if $(BASE_MODEL),--set base_model=$(BASE_MODEL)) $(foreach s,$(SET),--set $(s))
 
-.PHONY: setup fetch run book notebook test test-fast test-crash bench sync clean
+.PHONY: setup fetch run book notebook test test-fast test-crash bench reference reference-verify sync clean
 .DEFAULT_GOAL := book
 
 $(VENV)/.installed: pyproject.toml
@@ -42,6 +48,14 @@ fetch: setup
 
 run: setup
 	$(PY) -m layerwise run --spec $(SPEC) $(OVERRIDES)
+
+# The reference run in pieces: each appends to results/reference/provenance.jsonl; commit its small results after.
+reference: setup
+	$(PY) -m layerwise run --spec $(REFERENCE) --set frozen=false --hours $(HOURS) $(OVERRIDES)
+
+reference-verify: setup
+	@test -n "$(TASK)" || (echo "make reference-verify: set TASK=<a task of $(REFERENCE)>" >&2; exit 2)
+	$(PY) -m layerwise verify --spec $(REFERENCE) --task $(TASK) $(OVERRIDES)
 
 book: setup
 	$(PY) -m layerwise book --spec $(SPEC) $(OVERRIDES)

@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         ("book", "run, execute all notebooks, build the HTML book"),
         ("notebook", "execute one notebook into the book folder"),
         ("plan", "print the job graph (jobs by kind, dependencies, estimated time and memory); runs nothing"),
+        ("verify", "recompute one task's slice of a committed run from scratch; print the largest differences"),
     ]:
         s = sub.add_parser(name, help=help_)
         if name == "notebook":
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
                                 "checkpoint and stops); what is done is kept, and the same command continues the "
                                 "run (exit code 3 until it is complete). Each run appends a record to "
                                 "<output_dir>/provenance.jsonl")
+        if name == "verify":
+            s.add_argument("--task", required=True, help="the task whose slice is recomputed")
+            s.add_argument("--scratch", default=None, help="scratch folder (default: runs/verify/<spec name>-<task>)")
+            s.add_argument("--tolerance", type=float, default=1e-6,
+                           help="largest |difference| accepted (exit code 1 above it; default 1e-6)")
         if name == "plan":
             s.add_argument("--device-tflops", type=float, default=None,
                            help="effective device rate for FLOP-based estimates (default: a measured GEMM rate from "
@@ -109,6 +115,27 @@ def _run_piece(run: Any, hours: float | None, t_start: float) -> int:
     return code
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """``layerwise verify``: see :mod:`layerwise.verify`. Exit code 0 within ``--tolerance``, else 1."""
+    import pandas as pd
+
+    from .spec import PROJECT_ROOT, load_spec
+    from .verify import verify_task
+
+    spec = load_spec(args.spec, args.overrides)
+    if args.task not in spec.tasks:
+        raise KeyError(f"--task = {args.task!r} is not a task of {args.spec}; valid: {', '.join(spec.tasks)}")
+    scratch = Path(args.scratch) if args.scratch else PROJECT_ROOT / "runs" / "verify" / f"{spec.name}-{args.task}"
+    diffs = verify_task(args.spec, args.overrides, args.task, scratch)
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_rows", 40):
+        print(diffs.head(20).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    worst = float(diffs["max_abs_diff"].max())
+    verdict = "within" if worst <= args.tolerance else "ABOVE"
+    print(f"[layerwise] verify {args.task}: {int(diffs['rows'].sum())} rows recomputed; largest |difference| "
+          f"{worst:.3g} ({verdict} the tolerance {args.tolerance:g})", flush=True)
+    return 0 if worst <= args.tolerance else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code: 0, 2 for bad input (spec, overrides, model or
     spec file; one line per problem on stderr, no traceback), 1 for a failed notebook or another
@@ -131,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(plan_text(load_spec(args.spec, args.overrides), device_tflops=args.device_tflops))
             return 0
+        if args.command == "verify":
+            return _verify(args)
         run = Run.from_spec(args.spec, args.overrides)
         if args.command == "fetch":
             fetch(run)

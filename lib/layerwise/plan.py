@@ -44,7 +44,7 @@ from .cache import HELD_ENV
 from .jobs import DEFAULT_RESOURCES, GraphReport, Job, JobGraph, run_local, run_ray
 from .spec import PROJECT_ROOT, RunSpec, model_slug
 from .tasks import get_task
-from .stages.slots import adapter_name
+from .stages.slots import adapter_name, siblings_of
 from .vocab import CONTROL_ROLE, HELDOUT_ROLE, PT_ROLE, RANDOM_ROLE, SFT_ROLE
 
 if TYPE_CHECKING:
@@ -539,7 +539,8 @@ def estimate(spec: RunSpec, graph: JobGraph | None = None, *, device_tflops: flo
     """Estimated time and memory of each job kind of a run (the main run; companions are listed apart).
 
     Tokens per job: ``n_train`` (the SFT mixture: the sum over its tasks, capped per cluster)
-    x epochs x (prompt + target tokens) for training; ``n_test`` x prompt tokens + ``n_eval`` x
+    x epochs x seeds x (prompt + target tokens) for training, each control ``n_train`` x
+    ``control_epochs``; ``n_test`` x prompt tokens + ``n_eval`` x
     (prompt + target) for an extraction (states + response loss); ``n_eval`` x (prompt + 40
     generated tokens) for an evaluation. Time = tokens / throughput of :func:`throughput`
     (tables and notebooks: not estimated, seconds to minutes). Memory per job: parameters x dtype
@@ -562,7 +563,15 @@ def estimate(spec: RunSpec, graph: JobGraph | None = None, *, device_tflops: flo
     mean_prompt = sum(p for p, _ in per_task.values()) / len(per_task)
     mean_target = sum(t for _, t in per_task.values()) / len(per_task)
     n_adapters = {"sft": 0 if spec.experimental_model else n_sft[0], "sft-heldout": n_sft[1] if spec.heldout_tasks else 0}
-    train_tokens = (sum(n_adapters.values()) + spec.data.n_train * len(spec.tasks)) * tr.epochs * (mean_prompt + mean_target)
+    n_seeds, control_epochs = len(tr.sft_seeds), tr.control_epochs or tr.epochs
+    n_controls = len(spec.tasks) + len(tr.control_seeds) * min(tr.ceiling_tasks, len(spec.tasks))
+    train_tokens = (sum(n_adapters.values()) * n_seeds * tr.epochs
+                    + spec.data.n_train * n_controls * control_epochs) * (mean_prompt + mean_target)
+    # models run inside the table jobs (SFT seeds after the first, other-task controls, control replicates)
+    extra = ((n_seeds - 1) * len(spec.tasks) * ((not spec.experimental_model) + bool(spec.heldout_tasks))
+             + (sum(len(siblings_of(spec.tasks, t)) for t in spec.tasks)
+                if "other_task" in spec.baselines and len(spec.tasks) > 1 else 0)
+             + len(tr.control_seeds) * min(tr.ceiling_tasks, len(spec.tasks)))
     d = spec.data
     extract_tokens = d.n_test * mean_prompt + d.n_eval * (mean_prompt + mean_target)
     evaluate_tokens = d.n_eval * (mean_prompt + 40)
@@ -581,7 +590,8 @@ def estimate(spec: RunSpec, graph: JobGraph | None = None, *, device_tflops: flo
             tokens, hours, mem, src = train_tokens / max(n, 1), train_tokens / tp.train / 3600, weights + lora + act_train, tp.train_source
         elif kind in ("extract", "evaluate"):
             per = extract_tokens if kind == "extract" else evaluate_tokens
-            tokens, hours, mem, src = per, n * per / tp.forward / 3600, weights + act_fwd, tp.forward_source
+            m = n + extra if kind == "extract" else n
+            tokens, hours, mem, src = per, m * per / tp.forward / 3600, weights + act_fwd, tp.forward_source
         else:
             tokens, hours, mem, src = math.nan, math.nan, math.nan, "not estimated (reads the artefacts; seconds to minutes)"
         rows.append({"kind": kind, "jobs": n, "tokens_per_job": tokens, "est_hours": hours,
@@ -589,6 +599,9 @@ def estimate(spec: RunSpec, graph: JobGraph | None = None, *, device_tflops: flo
     notes = [f"model {spec.base_model}: {shape.params / 1e9:.3g} B parameters ({shape.non_embedding_params / 1e9:.3g} B "
              f"non-embedding; shape from {shape.source}), weights in {dtype}",
              f"tokens per example: {tok_src}: prompt {mean_prompt:.0f}, target {mean_target:.0f} (mean over tasks)",
+             f"training: SFT and held-out SFT x {n_seeds} seed(s) x {tr.epochs:g} epoch(s), {n_controls} controls "
+             f"(incl. seed replicates) x {control_epochs:g} epoch(s); extraction time includes {extra} (model, task) "
+             "pairs of the seed replicates and baselines, which run inside the table jobs",
              f"training throughput {tp.train:,.0f} tokens/s: {tp.train_source}",
              f"forward throughput {tp.forward:,.0f} tokens/s: {tp.forward_source}"]
     return pd.DataFrame(rows), notes

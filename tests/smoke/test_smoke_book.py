@@ -186,3 +186,52 @@ def test_findings_page_matches_the_tables_and_follows_them(smoke_book):
     assert r.returncode == 0, r.stderr[-3000:]
     new_html = page.read_text()
     assert new_html != html and f"{f3['estimate']:+.3f}" in new_html
+
+
+def test_a_frozen_copy_without_hidden_states_gives_every_table_and_names_stale_results(smoke_book, tmp_path):
+    """What a committed run keeps (no hidden states, no Gram files) is enough to read every result with
+    ``frozen=true``; a spec change makes the results stale, and the frozen run names them instead of recomputing."""
+    root, _, _ = smoke_book
+    copy = tmp_path / "run"
+    shutil.copytree(root / "run", copy, ignore=shutil.ignore_patterns("hidden_states", "grams", ".lock"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    base = [sys.executable, "-m", "layerwise", "run", "--spec", "specs/smoke.yaml", "--set", f"output_dir={copy}",
+            "--set", "frozen=true"]
+    r = subprocess.run(base, capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "frozen run: every result is present" in r.stdout and "trained in" not in r.stdout
+    code = ("import sys; from layerwise.pipeline import Run\n"
+            "with Run.from_spec('specs/smoke.yaml', [sys.argv[1], 'frozen=true'], verbose=False) as run:\n"
+            "    for name in ('findings', 'gate', 'response_loss', 'seeds', 'halves', 'evaluate', 'training_summary',\n"
+            "                 'spectra', 'template_variation'):\n"
+            "        print(name, len(getattr(run, name)()))\n")
+    r = subprocess.run([sys.executable, "-c", code, f"output_dir={copy}"], capture_output=True, text=True,
+                       cwd=PROJECT_ROOT, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert all(int(line.split()[1]) > 0 for line in r.stdout.strip().splitlines()), r.stdout
+    assert not list(copy.glob("**/hidden_states/*/*.safetensors"))  # nothing was extracted
+    stale = subprocess.run(base + ["--set", "data.seed=1"], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                           env=env, timeout=900)
+    assert stale.returncode == 1
+    lines = stale.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("layerwise: error: frozen run: ") and "frozen=false" in lines[0]
+
+
+def test_verify_recomputes_one_task_from_scratch_and_matches_the_committed_table(smoke_book, tmp_path):
+    """``layerwise verify``: the task's control trained again, every model's states on the task extracted
+    again, the task's similarity rows recomputed: equal to the run's table (same machine, same code)."""
+    root, _, _ = smoke_book
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "layerwise", "verify", "--spec", "specs/smoke.yaml", "--set", f"output_dir={root / 'run'}",
+           "--task", "squad_v1", "--scratch", str(tmp_path / "scratch")]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "its controls are trained again" in r.stdout and "adapter control-squad_v1: trained in" in r.stdout
+    last = r.stdout.strip().splitlines()[-1]
+    assert re.search(r"verify squad_v1: \d+ rows recomputed; largest \|difference\| \S+ \(within the tolerance 1e-06\)", last)
+    assert not list((tmp_path / "scratch").glob("hidden_states/*/winogrande-*"))  # the other tasks: nothing extracted
+    bad = subprocess.run(cmd[:-4] + ["--task", "nope"], capture_output=True, text=True, cwd=PROJECT_ROOT, env=env,
+                         timeout=300)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "layerwise: error: --task = 'nope' is not a task of specs/smoke.yaml; valid: "
+        "rt_sentence_polarity, squad_v1, e2e_nlg, winogrande"]

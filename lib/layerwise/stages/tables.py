@@ -6,6 +6,7 @@ and cached as parquet files by :func:`~layerwise.stages.cached.cached_table`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from ..pipeline import Run
 
 __all__ = ["LINEAR_MEASURES", "BASELINE_ROLES", "Comparison", "measure_names", "comparison_plan", "similarity_table",
+           "similarity_rows",
            "seed_table", "half_split", "halves_table", "findings_input", "cka_table", "spectra_table"]
 
 #: Roles of the baseline comparisons appended to the similarity table, each the mean over its models on a task.
@@ -91,14 +93,23 @@ def _layer_rows(c: Comparison, cluster: str, label: str, measure: str, values: N
             for i, v in enumerate(values)]
 
 
-def _similarity_rows(run: Run, measures: list[str], n_null: int) -> pd.DataFrame:
-    """Compute the similarity table (see :func:`similarity_table`)."""
+def _similarity_rows(run: Run, measures: list[str], n_null: int, tasks: Sequence[str] | None = None) -> pd.DataFrame:
+    """Compute the similarity table (see :func:`similarity_table`), or its rows of ``tasks`` only.
+
+    The rows of a task are the same whether all tasks are computed or some: the shuffled-row
+    null's permutations of the tasks left out are drawn (and not used), so every task gets the
+    permutations of the whole table. ``layerwise verify`` recomputes one task's slice this way.
+    """
     plan = comparison_plan(run.roles, run.spec.tasks, measures, "shuffled" in run.spec.baselines)
     linear = [m for m in measures if m in LINEAR_MEASURES]
     rng = np.random.default_rng(run.spec.data.seed)  # one generator, drawn in plan order
     rows: list[dict[str, Any]] = []
     for c in plan:
         cluster, n = run.cluster_of(c.task), len(run.tasks[c.task]["test"])
+        if tasks is not None and c.task not in tasks:
+            if c.null:
+                [rng.permutation(n) for _ in range(n_null)]
+            continue
         control = gram_stack(run, CONTROL_ROLE, c.task, c.pooling)
         model = gram_stack(run, c.role, c.task, c.pooling)
         for measure in c.measures:
@@ -110,18 +121,18 @@ def _similarity_rows(run: Run, measures: list[str], n_null: int) -> pd.DataFrame
             for measure in linear:
                 rows += _layer_rows(c, cluster, null_name(c.role), measure,
                                     shuffled_row_null(measure, G_model, G_control, perms), n)
-    rows += _baseline_rows(run, measures)
+    rows += _baseline_rows(run, measures, tasks)
     return pd.DataFrame(rows)
 
 
-def _baseline_rows(run: Run, measures: list[str]) -> list[dict[str, Any]]:
+def _baseline_rows(run: Run, measures: list[str], tasks: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows of the baseline comparisons (:data:`BASELINE_ROLES`) on last-token states, after the main rows.
 
     A task's value is the mean over the role's models on it: over its sibling tasks' controls for
-    ``other-task control``, over the control seeds for ``control replicate``.
+    ``other-task control``, over the control seeds for ``control replicate``. ``tasks``: those only.
     """
     rows: list[dict[str, Any]] = []
-    for task in run.spec.tasks:
+    for task in run.spec.tasks if tasks is None else [t for t in run.spec.tasks if t in tasks]:
         cluster, n = run.cluster_of(task), len(run.tasks[task]["test"])
         control = gram_stack(run, CONTROL_ROLE, task)
         for role in BASELINE_ROLES:
@@ -134,6 +145,23 @@ def _baseline_rows(run: Run, measures: list[str]) -> list[dict[str, Any]]:
                                                     measure=measure) for s in slots], axis=0)
                 rows += _layer_rows(c, cluster, comparison_name(role), measure, values, n)
     return rows
+
+
+def similarity_rows(run: Run, tasks: Sequence[str], *, n_null: int = 20) -> pd.DataFrame:
+    """The rows of :func:`similarity_table` for ``tasks``, computed (never cached), with the states they need.
+
+    Equal to those rows of the whole table (same comparisons, same shuffled-null permutations).
+    Computes the hidden states of every model on ``tasks`` that are missing, and nothing else.
+
+    Raises:
+        KeyError: a task not in the run.
+    """
+    unknown = [t for t in tasks if t not in run.spec.tasks]
+    if unknown:
+        raise KeyError(f"tasks {unknown} are not in the run; valid: {list(run.spec.tasks)}")
+    run_models(run, slots=[dataclasses.replace(s, tasks=tuple(t for t in s.tasks if t in tasks))
+                           for s in run.slots + run.extra_slots if set(s.tasks) & set(tasks)])
+    return _similarity_rows(run, measure_names(run.spec.measures), n_null, tasks)
 
 
 def similarity_table(run: Run, *, n_null: int = 20) -> pd.DataFrame:

@@ -536,6 +536,11 @@ def band_layers(last_shared: int, last_transition: int, n_layers: int) -> dict[s
 # --------------------------------------------------------------------------------------------
 
 
+def _from_fit(name: str, doc: str) -> property:
+    """A read-only property of :class:`Bands` that returns its fit's attribute ``name``."""
+    return property(lambda self: getattr(self.fit, name), doc=doc)
+
+
 @dataclass(frozen=True)
 class Bands:
     """Bands found by :func:`find_bands` (see the module docstring for the rule).
@@ -574,15 +579,13 @@ class Bands:
     summary: pd.DataFrame = field(repr=False, compare=False)
     min_contrast: float = MIN_CONTRAST
 
-    @property
-    def last_shared(self) -> int:
-        """Last layer of the shared band (1-based)."""
-        return self.fit.last_shared
-
-    @property
-    def last_transition(self) -> int:
-        """Last layer of the transition band (1-based)."""
-        return self.fit.last_transition
+    # the fit's boundaries and statistics, read through (see BandFit)
+    last_shared = _from_fit("last_shared", "Last layer of the shared band (1-based), int.")
+    last_transition = _from_fit("last_transition", "Last layer of the transition band (1-based), int.")
+    rise = _from_fit("rise", "Fitted rise ``c - a`` of the aggregate curve, float.")
+    sharpness = _from_fit("sharpness", "See :attr:`BandFit.sharpness`.")
+    contrast = _from_fit("contrast", "See :attr:`BandFit.contrast`.")
+    rise_z = _from_fit("rise_z", "Rise over its least-squares standard error (:attr:`BandFit.rise_z`), float.")
 
     @property
     def layers(self) -> dict[str, tuple[int, int]]:
@@ -590,29 +593,9 @@ class Bands:
         return band_layers(self.last_shared, self.last_transition, self.n_layers)
 
     @property
-    def rise(self) -> float:
-        """Fitted rise ``c - a`` of the aggregate curve."""
-        return self.fit.rise
-
-    @property
-    def sharpness(self) -> float:
-        """See :attr:`BandFit.sharpness`."""
-        return self.fit.sharpness
-
-    @property
-    def contrast(self) -> float:
-        """See :attr:`BandFit.contrast`."""
-        return self.fit.contrast
-
-    @property
     def noise_checked(self) -> bool:
         """True if the fit has residual degrees of freedom, so the rise was compared with its noise."""
         return self.fit.df > 0
-
-    @property
-    def rise_z(self) -> float:
-        """Rise over its least-squares standard error (:attr:`BandFit.rise_z`)."""
-        return self.fit.rise_z
 
     @property
     def transition_score(self) -> float:

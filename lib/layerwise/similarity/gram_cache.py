@@ -322,8 +322,8 @@ class GramCache:
     ) -> bool:
         """Make sure the Grams of (model, task) are cached; compute them from ``hidden`` if missing.
 
-        Unlike :meth:`get_or_compute` nothing is returned, so a hit costs only a file-existence
-        check and a miss no float64 copy.
+        Nothing is returned, so a hit costs only a file-existence check and a miss no float64
+        copy; :meth:`get` reads the Grams.
 
         Args:
             hidden: ``(n_layers, n, d)`` hidden states, or a zero-argument callable returning
@@ -353,27 +353,6 @@ class GramCache:
         self.n_computed += 1
         self._put(model, task, G, metadata=metadata, owned=True)
         return True
-
-    def get_or_compute(
-        self,
-        model: str,
-        task: str,
-        hidden: ArrayLike | Callable[[], ArrayLike],
-        *,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> NDArray[np.float64]:
-        """Cached Grams of (model, task), computing them from ``hidden`` only if missing.
-
-        Args:
-            hidden: ``(n_layers, n, d)`` hidden states, or a zero-argument callable returning
-                them (called only on a cache miss, so states need not be loaded otherwise).
-
-        Returns:
-            np.ndarray: ``(n_layers, n, n)`` float64 centred Grams, as :meth:`get` returns them
-            (NaN rows for non-finite examples, see :func:`centered_gram`).
-        """
-        self.ensure(model, task, hidden, metadata=metadata)
-        return self.get(model, task)
 
     def compare(
         self,

@@ -29,6 +29,7 @@ overrides = []
 
 # %% tags=["remove-input"]
 from layerwise.charts import task_sizes_chart
+from layerwise.plan import plan_table
 from layerwise.report import markdown, md_table, open_run, spec_table
 from layerwise.task_charts import cluster_coverage_chart, pool_sizes_chart, prompt_length_chart
 from layerwise.tasks import FLAN2021_TASKS, TASKS
@@ -47,6 +48,19 @@ coverage = cluster_coverage(list(run.tasks))
 
 # %% tags=["remove-input"]
 spec_table(run).style.hide(axis="index")
+
+# %% [markdown]
+# ### The job graph
+#
+# The run as jobs (`layerwise plan` prints the same; `executor: ray` runs them on a cluster): how
+# many of each kind and their estimated time and memory, from the throughput measured on this
+# machine where there is a measurement (this run's training logs, `make bench`), else from FLOPs
+# at an assumed device rate; the lines below the table name each source.
+
+# %% tags=["remove-input"]
+plan = plan_table(run)
+markdown("\n".join(f"- {line}" for line in plan.attrs["notes"]))
+plan.style.hide(axis="index")
 
 # %% [markdown]
 # ## Clusters

@@ -623,13 +623,16 @@ def plan_table(run: Run | RunSpec, *, device_tflops: float | None = None) -> pd.
 
     Returns:
         DataFrame ``kind, jobs, est. time, est. memory`` (time as ``"1.2 h"``/``"35 s"``, memory as
-        ``"14.1 GB"``; ``-`` where not estimated); see :func:`estimate` for the sources.
+        ``"14.1 GB"``; ``-`` where not estimated); ``.attrs["notes"]`` holds the lines of
+        :func:`estimate` that name every source and assumption.
     """
     spec = run if isinstance(run, RunSpec) else run.spec
-    table, _ = estimate(spec, device_tflops=device_tflops)
-    return pd.DataFrame({"kind": table["kind"], "jobs": table["jobs"],
-                         "est. time": [_duration(h) for h in table["est_hours"]],
-                         "est. memory": ["-" if math.isnan(m) else f"{m:.2f} GB" for m in table["est_memory_gb"]]})
+    table, notes = estimate(spec, device_tflops=device_tflops)
+    out = pd.DataFrame({"kind": table["kind"], "jobs": table["jobs"],
+                        "est. time": [_duration(h) for h in table["est_hours"]],
+                        "est. memory": ["-" if math.isnan(m) else f"{m:.2f} GB" for m in table["est_memory_gb"]]})
+    out.attrs["notes"] = notes
+    return out
 
 
 def _duration(hours: float) -> str:

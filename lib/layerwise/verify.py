@@ -11,6 +11,7 @@ are extracted again, and the task's rows of the similarity table are computed
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,7 +94,8 @@ def verify_task(spec_path: str, overrides: Sequence[str], task: str, scratch: Pa
     from .stages.tables import similarity_rows
     from .validation import load_checked_spec
 
-    with Run.from_spec(spec_path, [*overrides, "frozen=true"], verbose=False) as committed:
+    base = load_checked_spec(spec_path, overrides)
+    with Run(dataclasses.replace(base, frozen=True), verbose=False) as committed:
         if task not in committed.spec.tasks:
             raise KeyError(f"task = {task!r} is not in the run; valid: {', '.join(committed.spec.tasks)}")
         table = committed.similarity()
@@ -103,7 +105,8 @@ def verify_task(spec_path: str, overrides: Sequence[str], task: str, scratch: Pa
     scratch = Path(scratch)
     copied = copy_adapters(source, scratch / "adapters", except_control_of=slug)
     log(f"[layerwise] verify {task}: {len(copied)} adapters copied from {source}; its controls are trained again")
-    spec = load_checked_spec(spec_path, [*overrides, f"output_dir={scratch}", "frozen=false"])
+    spec = dataclasses.replace(base, output_dir=str(scratch), frozen=False)
+    spec.validate()
     with Run(spec) as run:
         run.train()
         rows = similarity_rows(run, [task])

@@ -80,7 +80,8 @@ class Run:
             import torch  # deferred: importing torch takes seconds, and only this setting needs it here
 
             torch.set_num_threads(spec.threads)
-        atomic_write_json(self.out / "run.json", spec.to_dict())
+        if not spec.frozen:  # a frozen run reads committed results and writes nothing into them
+            atomic_write_json(self.out / "run.json", spec.to_dict())
 
     @classmethod
     def from_spec(cls, path: str | os.PathLike[str] | None = None, overrides: Sequence[str] | Mapping[str, Any] = (), *,

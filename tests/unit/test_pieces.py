@@ -76,3 +76,17 @@ def test_code_commit_names_a_commit_in_this_checkout():
     c = code_commit()
     assert c["commit"] is None or (len(c["commit"]) == 40 and isinstance(c["dirty"], bool))
     assert code_commit(os.path.sep + "nonexistent") == {"commit": None, "dirty": None}
+
+
+def test_a_frozen_run_writes_nothing_into_its_results(tmp_path, monkeypatch):
+    from layerwise.cache import HELD_ENV
+    from layerwise.pipeline import Run
+    from layerwise.spec import load_spec
+
+    monkeypatch.setenv(HELD_ENV, "")
+    with Run(load_spec("specs/smoke.yaml", [f"output_dir={tmp_path / 'a'}", "frozen=true"]), verbose=False):
+        pass
+    assert not (tmp_path / "a" / "run.json").exists()
+    with Run(load_spec("specs/smoke.yaml", [f"output_dir={tmp_path / 'b'}"]), verbose=False):
+        pass
+    assert (tmp_path / "b" / "run.json").is_file()

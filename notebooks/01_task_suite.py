@@ -30,6 +30,7 @@ overrides = []
 # %% tags=["remove-input"]
 from layerwise.charts import task_sizes_chart
 from layerwise.plan import plan_table
+from layerwise.provenance import read_pieces, time_summary, time_table
 from layerwise.report import markdown, md_table, open_run, spec_table
 from layerwise.task_charts import cluster_coverage_chart, pool_sizes_chart, prompt_length_chart
 from layerwise.tasks import FLAN2021_TASKS, TASKS
@@ -61,6 +62,19 @@ spec_table(run).style.hide(axis="index")
 plan = plan_table(run)
 markdown("\n".join(f"- {line}" for line in plan.attrs["notes"]))
 plan.style.hide(axis="index")
+
+# %% [markdown]
+# ### What the run took
+#
+# The estimates above against what computing this run's results measured: every `layerwise run`
+# piece and every `layerwise book` appends a record to `<output_dir>/provenance.jsonl` with the
+# wall minutes of each stage, the machine and what the piece added. One row per record.
+
+# %% tags=["remove-input"]
+pieces = read_pieces(run.out)
+markdown(time_summary(pieces))
+times = time_table(pieces)
+times.style.hide(axis="index").format(precision=1, na_rep="") if len(times) else None
 
 # %% [markdown]
 # ## Clusters

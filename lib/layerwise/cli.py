@@ -75,18 +75,14 @@ def _report(lines: list[str]) -> None:
         print(f"layerwise: error: {line}", file=sys.stderr)
 
 
-def _run_piece(run: Any, hours: float | None, t_start: float) -> int:
-    """``layerwise run``: compute what is missing, within ``hours`` if given; append a provenance record.
+def _computed_piece(run: Any, hours: float | None, command: str, **execute_kwargs: Any) -> tuple[int, str, dict]:
+    """Compute what is missing (within ``hours`` if given) and append a provenance record.
 
-    Returns the exit code: 0 complete, 3 time budget spent (run the same command again).
+    Returns ``(code, status, record)``: code 0 complete, 3 time budget spent. A failure is recorded,
+    then raised.
     """
     from .cache import DEADLINE_ENV, TimeBudgetSpent
     from .provenance import append_piece, artefact_counts, piece_record
-
-    if run.spec.frozen:  # reads committed results only: a check that they are complete, not a piece
-        execute(run)
-        print(f"[layerwise] frozen run: every result is present ({time.perf_counter() - t_start:.0f} s)", flush=True)
-        return 0
 
     if hours is not None:
         if not hours > 0:
@@ -95,7 +91,7 @@ def _run_piece(run: Any, hours: float | None, t_start: float) -> int:
     started, before, stages = time.time(), artefact_counts(run.out), {}
     status, code = "complete", 0
     try:
-        execute(run, stage_seconds=stages)
+        execute(run, stage_seconds=stages, **execute_kwargs)
     except TimeBudgetSpent as exc:
         status, code = str(exc), 3
     except BaseException as exc:
@@ -104,15 +100,59 @@ def _run_piece(run: Any, hours: float | None, t_start: float) -> int:
     finally:
         os.environ.pop(DEADLINE_ENV, None)
         record = piece_record(run.spec, started=started, ended=time.time(), status=status, stage_seconds=stages,
-                              before=before, after=artefact_counts(run.out), hours=hours)
-        path = append_piece(run.out, record)
-    elapsed = time.perf_counter() - t_start
+                              before=before, after=artefact_counts(run.out), hours=hours, command=command)
+        append_piece(run.out, record)
+    return code, status, record
+
+
+def _run_piece(run: Any, hours: float | None, t_start: float) -> int:
+    """``layerwise run``: compute what is missing, within ``hours`` if given; append a provenance record.
+
+    Returns the exit code: 0 complete, 3 time budget spent (run the same command again).
+    """
+    from .provenance import PROVENANCE_FILE
+
+    if run.spec.frozen:  # reads committed results only: a check that they are complete, not a piece
+        execute(run)
+        print(f"[layerwise] frozen run: every result is present ({time.perf_counter() - t_start:.0f} s)", flush=True)
+        return 0
+    code, status, record = _computed_piece(run, hours, "run")
+    elapsed, path = time.perf_counter() - t_start, run.out / PROVENANCE_FILE
     if code == 3:
         print(f"[layerwise] {status} after {elapsed:.0f} s; added {record['added']}; provenance in {path}. "
               "Run the same command again to continue.", flush=True)
     else:
         print(f"[layerwise] run done in {elapsed:.0f} s ({run.spec.executor}); provenance in {path}", flush=True)
     return code
+
+
+def _book(run: Any, args: argparse.Namespace, t_start: float) -> Path:
+    """``layerwise book``: compute what is missing, execute the chapters, build the book; returns its index.
+
+    A computing run records two provenance pieces: the computation (before the notebooks, which show
+    it) and the notebook execution with the book build (after it). A frozen run records nothing.
+    """
+    from .book import build_book
+    from .provenance import append_piece, artefact_counts, piece_record
+    from .spec import PROJECT_ROOT
+
+    book = {"spec_path": str(Path(args.spec).resolve()) if Path(args.spec).exists() else args.spec,
+            "overrides": list(args.overrides),
+            "book_dir": str(Path(args.book_dir).resolve() if args.book_dir else PROJECT_ROOT / "book")}
+    if run.spec.frozen:
+        execute(run, notebooks=True, book=book)
+    else:  # ray: the chapters too, as jobs; build_book then reuses them
+        _computed_piece(run, None, "book", notebooks=True, book=book)
+    started, t0 = time.time(), time.perf_counter()
+    index = build_book(spec_path=args.spec, overrides=args.overrides,
+                       book_dir=Path(args.book_dir) if args.book_dir else None)
+    if not run.spec.frozen:
+        counts = artefact_counts(run.out)
+        append_piece(run.out, piece_record(run.spec, started=started, ended=time.time(), status="complete",
+                                           stage_seconds={"notebooks + book build": time.perf_counter() - t0},
+                                           before=counts, after=counts, hours=None, command="book: notebooks"))
+    print(f"[layerwise] book built in {time.perf_counter() - t_start:.0f} s total", flush=True)
+    return index
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -144,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in BOOK_ENV.items():
         if k not in ("TQDM_DISABLE", "LAYERWISE_CHART_MODE"):
             os.environ.setdefault(k, v)
-    from .book import NotebookFailed, build_book, execute_notebook
+    from .book import NotebookFailed, execute_notebook
     from .cache import OutputDirInUse
     from .models import ModelNotFoundError
     from .pipeline import Run
@@ -166,16 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             return _run_piece(run, args.hours, t_start)
         elif args.command == "book":
-            from .spec import PROJECT_ROOT
-
-            book = {"spec_path": str(Path(args.spec).resolve()) if Path(args.spec).exists() else args.spec,
-                    "overrides": list(args.overrides),
-                    "book_dir": str(Path(args.book_dir).resolve() if args.book_dir else PROJECT_ROOT / "book")}
-            execute(run, notebooks=True, book=book)  # ray: the chapters too, as jobs; build_book then reuses them
-            index = build_book(spec_path=args.spec, overrides=args.overrides,
-                               book_dir=Path(args.book_dir) if args.book_dir else None)
-            print(f"[layerwise] book built in {time.perf_counter() - t_start:.0f} s total", flush=True)
-            print(index)
+            print(_book(run, args, t_start))
         elif args.command == "notebook":
             from .spec import PROJECT_ROOT
 

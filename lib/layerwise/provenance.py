@@ -23,10 +23,12 @@ from .cache import atomic_write_text
 from .spec import PROJECT_ROOT
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .spec import RunSpec
 
 __all__ = ["PROVENANCE_FILE", "ARTEFACT_GLOBS", "artefact_counts", "code_commit", "machine", "piece_record",
-           "append_piece", "read_pieces"]
+           "append_piece", "read_pieces", "time_table", "time_summary"]
 
 #: The provenance file, under the run's output directory.
 PROVENANCE_FILE = "provenance.jsonl"
@@ -80,11 +82,14 @@ def machine(spec: RunSpec) -> dict[str, Any]:
 
 
 def piece_record(spec: RunSpec, *, started: float, ended: float, status: str, stage_seconds: Mapping[str, float],
-                 before: Mapping[str, int], after: Mapping[str, int], hours: float | None) -> dict[str, Any]:
+                 before: Mapping[str, int], after: Mapping[str, int], hours: float | None,
+                 command: str = "run") -> dict[str, Any]:
     """One provenance record (see the module docstring).
 
     Args:
         spec: the run's spec. started, ended: Unix times of the piece.
+        command: what the piece was: ``"run"`` (``layerwise run``), ``"book"`` (the computing part of
+            ``layerwise book``) or ``"book: notebooks"`` (its notebook execution and book build).
         status: ``"complete"``, ``"time budget spent: ..."`` or ``"failed: ..."``.
         stage_seconds: wall seconds per stage (:func:`layerwise.plan.compute_local`).
         before, after: :func:`artefact_counts` at the start and the end.
@@ -97,6 +102,7 @@ def piece_record(spec: RunSpec, *, started: float, ended: float, status: str, st
         "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)),
         "wall_seconds": round(ended - started, 1),
         "hours_budget": hours,
+        "command": command,
         "status": status,
         **code_commit(),
         "spec_name": spec.name,
@@ -137,3 +143,67 @@ def read_pieces(output_dir: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}: line {i} is not a JSON object")
             out.append(rec)
     return out
+
+
+def time_table(pieces: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """The wall time of each piece of a run, one row per provenance record, in order.
+
+    Args:
+        pieces: :func:`read_pieces`.
+
+    Returns:
+        Columns ``started`` (UTC, ISO 8601), ``command``, ``status``, one column per stage (wall
+        minutes, float64; NaN where a piece had no such stage), ``total_min`` (the piece's wall minutes),
+        ``added`` (artefacts the piece added, as ``"3 adapters, 40 hidden_states"``; ``"nothing"``).
+        Empty (no rows) for a run without records.
+    """
+    import pandas as pd
+
+    rows = []
+    for rec in pieces:
+        row: dict[str, Any] = {"started": rec.get("started"), "command": rec.get("command", "run"),
+                               "status": str(rec.get("status", "")).split(":")[0]}
+        for stage, sec in (rec.get("stage_seconds") or {}).items():
+            row[stage] = float(sec) / 60
+        row["total_min"] = float(rec.get("wall_seconds", float("nan"))) / 60
+        added = {k: v for k, v in (rec.get("added") or {}).items() if v}
+        row["added"] = ", ".join(f"{v} {k}" for k, v in added.items()) or "nothing"
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=["started", "command", "status", "total_min", "added"])
+    stages = [c for c in df.columns if c not in ("started", "command", "status", "total_min", "added")]
+    return df[["started", "command", "status", *stages, "total_min", "added"]]
+
+
+def time_summary(pieces: list[Mapping[str, Any]]) -> str:
+    """One paragraph (Markdown) on what computing a run took, read from its provenance records.
+
+    It names the number of pieces that added artefacts and their summed wall minutes (the run's cost
+    from cold, when its first piece started from an empty ``output_dir``), the machine and dtype of
+    the last piece, and the last recorded notebook execution and book build. Returns a sentence saying
+    that nothing was recorded for a run without records (results copied in, or computed before
+    records were kept).
+    """
+    if not pieces:
+        return ("No provenance records: these results were copied in or computed before records were kept, "
+                "so this book cannot say how long they took to compute.")
+    computing = [r for r in pieces if r.get("command", "run") != "book: notebooks"]
+    adding = [r for r in computing if any((r.get("added") or {}).values())]
+    minutes = sum(float(r.get("wall_seconds", 0.0)) for r in adding) / 60
+    m = (pieces[-1].get("machine") or {})
+    where = (f"{m.get('cpu', 'unknown CPU')}, {m.get('cores', '?')} cores, {m.get('torch_threads', '?')} torch "
+             f"threads, {m.get('device', '?')} {m.get('dtype', '?')}")
+    parts = [f"Computing this run's results took **{minutes:.0f} min** in {len(adding)} piece(s) that added "
+             f"artefacts ({where}; first piece started {adding[0]['started'] if adding else '-'})."]
+    if adding and adding[0].get("added") != adding[0].get("artefacts"):
+        parts.append("The first recorded piece found artefacts already present, so this is not the time from cold.")
+    books = [r for r in pieces if r.get("command") == "book: notebooks"]
+    if books:
+        parts.append(f"The last recorded notebook execution and book build took "
+                     f"{float(books[-1].get('wall_seconds', 0.0)) / 60:.0f} min (it is recorded after the build, "
+                     "so the build that renders this page is not yet among the records).")
+    else:
+        parts.append("The notebook execution and book build of this render are recorded after it ends, so they are "
+                     "not included here.")
+    return " ".join(parts)

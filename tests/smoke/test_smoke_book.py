@@ -117,6 +117,20 @@ def test_second_run_reuses_everything(smoke_book):
     assert not (root / "book" / "executed" / "03_cka.ipynb").exists()
 
 
+def test_each_book_records_its_time_and_the_task_suite_chapter_shows_it(smoke_book):
+    from layerwise.provenance import read_pieces
+
+    root, _, _ = smoke_book
+    pieces = read_pieces(root / "run")
+    assert [p["command"] for p in pieces] == ["book", "book: notebooks"] * 2
+    cold, _, warm, _ = pieces
+    assert cold["added"]["adapters"] == cold["artefacts"]["adapters"] > 0  # from cold: nothing was there before
+    assert not any(warm["added"].values()) and set(cold["stage_seconds"]) >= {"fetch", "train"}
+    html = (root / "book" / "_build" / "html" / "executed" / "01_task_suite.html").read_text()
+    assert "What the run took" in html and "Computing this run" in html
+    assert "The last recorded notebook execution and book build took" in html  # the second render read the first
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

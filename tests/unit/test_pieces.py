@@ -90,3 +90,30 @@ def test_a_frozen_run_writes_nothing_into_its_results(tmp_path, monkeypatch):
     with Run(load_spec("specs/smoke.yaml", [f"output_dir={tmp_path / 'b'}"]), verbose=False):
         pass
     assert (tmp_path / "b" / "run.json").is_file()
+
+
+def _record(command, wall, added, artefacts, stages):
+    return {"started": "2026-12-03T15:00:00Z", "command": command, "status": "complete", "wall_seconds": wall,
+            "stage_seconds": stages, "added": added, "artefacts": artefacts,
+            "machine": {"cpu": "CPU X", "cores": 2, "torch_threads": 2, "device": "cpu", "dtype": "float32"}}
+
+
+def test_time_table_and_summary_read_the_pieces():
+    from layerwise.provenance import time_summary, time_table
+
+    assert "No provenance records" in time_summary([]) and time_table([]).empty
+    cold = _record("book", 3000.0, {"adapters": 3, "tables": 2}, {"adapters": 3, "tables": 2},
+                   {"fetch": 60.0, "train": 2400.0})
+    warm = _record("book", 30.0, {"adapters": 0, "tables": 0}, {"adapters": 3, "tables": 2}, {"fetch": 30.0})
+    nb = _record("book: notebooks", 600.0, {}, {"adapters": 3, "tables": 2}, {"notebooks + book build": 600.0})
+    t = time_table([cold, warm, nb])
+    assert list(t.columns) == ["started", "command", "status", "fetch", "train", "notebooks + book build",
+                               "total_min", "added"]
+    assert t["train"].tolist()[0] == 40.0 and pd.isna(t["train"].tolist()[1])
+    assert t["added"].tolist() == ["3 adapters, 2 tables", "nothing", "nothing"]
+    s = time_summary([cold, warm, nb])
+    assert "**50 min** in 1 piece(s)" in s and "CPU X, 2 cores" in s and "took 10 min" in s
+    assert "not the time from cold" not in s
+    resumed = _record("run", 120.0, {"adapters": 1}, {"adapters": 4}, {"train": 120.0})
+    assert "not the time from cold" in time_summary([resumed])
+    assert "recorded after it ends" in time_summary([cold])

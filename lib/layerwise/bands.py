@@ -66,7 +66,7 @@ Confidence intervals
     ``n_boot`` replicates that resample **tasks** with replacement
     (:func:`layerwise.stats.bootstrap_tasks`), the unit the paper generalises over; bounds are
     rounded outward to whole layers. Example-level uncertainty is not resampled here (the tidy
-    table holds no examples); per-task curves from :func:`layerwise.stats.bootstrap_examples_by_layer`
+    table holds no examples); per-task curves from :func:`layerwise.stats.bootstrap_examples`
     can be fed in as the CKA table of a replicate if wanted.
 
 Relative depth

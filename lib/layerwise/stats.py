@@ -4,10 +4,9 @@
   (rows) with replacement, the same rows in both representations (Efron & Tibshirani 1993,
   percentile interval). Works from cached centred Grams: resampling rows of ``X`` is
   ``K[idx][:, idx]`` followed by re-centring, so no hidden states are reloaded.
-* :func:`bootstrap_examples_by_layer` -- the same for a whole layer curve, with the *same*
-  resampled examples at every layer (paired across layers).
-* :func:`bootstrap_delta` -- paired CI of a difference of two comparisons on the same examples,
-  e.g. Delta CKA = CKA(SFT, C) - CKA(PT, C) (paper Fig. 3).
+  The same function takes whole layer curves (the *same* resampled examples at every layer) and
+  paired differences of two comparisons on the same examples, e.g. Delta CKA = CKA(SFT, C) -
+  CKA(PT, C) (paper Fig. 3).
 * :func:`bootstrap_tasks` / :func:`bootstrap_cluster_means` -- CIs of task aggregates (the mean
   over tasks per layer, per-cluster means) by resampling *tasks*, the unit the paper generalises
   over.
@@ -35,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats as sps
 
-from layerwise.similarity.arrays import as_float64
+from layerwise.similarity.arrays import as_float64, report_dropped
 from layerwise.similarity.arrays import inner as _inner
 from layerwise.similarity.grams import center_gram_inplace as _center_gram_inplace
 from layerwise.similarity.grams import prepare_grams as _prepare_grams
@@ -48,8 +47,6 @@ __all__ = [
     "PermutationResult",
     "percentile_ci",
     "bootstrap_examples",
-    "bootstrap_examples_by_layer",
-    "bootstrap_delta",
     "bootstrap_tasks",
     "bootstrap_cluster_means",
     "permutation_null",
@@ -175,113 +172,92 @@ def _bootstrap_grams(
     return BootstrapResult(estimate, lo, hi, level, samples)
 
 
+def _gram_stacks(grams: Sequence[tuple[str, ArrayLike]], min_rows: int, what: str) -> list[NDArray[np.float64]]:
+    """Float64 ``(n_layers, n, n)`` stacks of same-shape Grams (an ``(n, n)`` Gram is one layer), with
+    the examples non-finite in any layer of any Gram dropped jointly and every layer re-centred."""
+    stacks = []
+    for name, K in grams:
+        a = as_float64(K, name, ndim=3 if np.ndim(K) == 3 else 2)
+        a = a[None] if a.ndim == 2 else a
+        if a.shape[1] != a.shape[2]:
+            raise ValueError(f"{what}: {name} must be an (n, n) Gram or an (n_layers, n, n) stack, got shape {a.shape}")
+        if stacks and a.shape != stacks[0].shape:
+            raise ValueError(f"{what}: {grams[0][0]} and {name} must have the same shape, got "
+                             f"{stacks[0].shape} and {a.shape}")
+        stacks.append(a)
+    ok = np.logical_and.reduce([np.isfinite(np.diagonal(a, axis1=1, axis2=2)).all(0) for a in stacks])
+    if report_dropped(ok, what, stacklevel=4).n_dropped:
+        stacks = [a[:, ok][:, :, ok] for a in stacks]
+    if not all(np.isfinite(a).all() for a in stacks):
+        raise ValueError(f"{what}: Gram matrices have non-finite off-diagonal entries with a finite diagonal; "
+                         "mark a non-finite example with a NaN row and column (as centered_gram does)")
+    if stacks[0].shape[1] < min_rows:
+        raise ValueError(f"{what} needs at least {min_rows} rows (examples), got {stacks[0].shape[1]}")
+    return [np.stack([_center_gram_inplace(layer) for layer in a]) for a in stacks]
+
+
 def bootstrap_examples(
-    Kx: ArrayLike,
-    Ky: ArrayLike,
+    Ka: ArrayLike,
+    Kb: ArrayLike,
     *,
+    against: ArrayLike | None = None,
     measure: str = "linear_cka",
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int | None = 0,
     **options: Any,
 ) -> BootstrapResult:
-    """Bootstrap CI of one comparison, resampling examples jointly in both representations.
+    """Bootstrap CI of a comparison, a layer curve or a paired difference, resampling examples.
+
+    Each replicate draws ``n`` examples with replacement (Efron & Tibshirani 1993, percentile
+    interval) and uses the same draw in every Gram and at every layer, so the layers of a curve and
+    the two sides of a difference stay paired.
 
     Args:
-        Kx, Ky: ``(n, n)`` centred linear Grams of the same examples (e.g. from
-            :class:`~layerwise.similarity.GramCache`); non-finite examples dropped jointly.
-        measure: a Gram-form registry name. n_boot: replicates. level: confidence level.
+        Ka, Kb: centred linear Grams of the same examples (e.g. from
+            :class:`~layerwise.similarity.GramCache`), float ``(n, n)`` for one comparison or
+            ``(n_layers, n, n)`` for a whole layer curve. Examples that are non-finite in any layer
+            of any Gram are dropped first (jointly, with a warning).
+        against: None: the statistic is ``m(Ka, Kb)``. A third Gram of the same shape: the
+            statistic is the paired difference ``m(Ka, against) - m(Kb, against)``; with ``Ka`` =
+            SFT, ``Kb`` = PT and ``against`` = control it is Delta CKA of the paper's Fig. 3, whose
+            sign separates the shared band (SFT < PT) from the refinement band.
+        measure: a registry name with a Gram form. n_boot: replicates. level: confidence level.
         seed: RNG seed. **options: measure options.
 
     Returns:
-        BootstrapResult with float estimate/low/high and ``(n_boot,)`` samples.
+        BootstrapResult: float estimate/low/high and ``(n_boot,)`` samples for ``(n, n)`` Grams;
+        ``(n_layers,)`` and ``(n_boot, n_layers)`` for stacks.
 
     Raises:
-        ValueError: bad level/n_boot; measure without a Gram form; see the measure.
+        ValueError: bad level/n_boot; Grams of other shapes or not square; fewer examples than the
+            measure needs; a measure without a Gram form.
         KeyError: unknown measure.
     """
     _check_common(n_boot, level)
     m = get_measure(measure)
-    Kx, Ky, _ = _prepare_grams(Kx, Ky, min_rows=m.min_rows, what=f"bootstrap_examples({m.name})")
     f = _grams_measure(m.name, options)
-    est = f(Kx.copy(), Ky.copy())
-    return _bootstrap_grams(lambda sub: f(Kx[sub], Ky[sub]), est, Kx.shape[0], n_boot, level, seed)
+    given = [("Ka", Ka), ("Kb", Kb)] + ([] if against is None else [("against", against)])
+    single = np.ndim(Ka) == 2
+    stacks = _gram_stacks(given, m.min_rows, f"bootstrap_examples({m.name})")
+    A, B, C = stacks[0], stacks[1], (stacks[2] if against is not None else None)
+    L, n = A.shape[0], A.shape[1]
 
+    def one(i: int, sub: Any = None) -> float:  # f may centre in place: it gets copies
+        a, b = (A[i].copy(), B[i].copy()) if sub is None else (A[i][sub], B[i][sub])
+        if C is None:
+            return f(a, b)
+        c = C[i].copy() if sub is None else C[i][sub]
+        return f(a, c.copy()) - f(b, c)
 
-def bootstrap_examples_by_layer(
-    GA: ArrayLike,
-    GB: ArrayLike,
-    *,
-    measure: str = "linear_cka",
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int | None = 0,
-    **options: Any,
-) -> BootstrapResult:
-    """Bootstrap CIs of a whole layer curve, the same resampled examples at every layer.
+    def statistic(sub: Any) -> list[float]:
+        return [one(i, sub) for i in range(L)]
 
-    Args:
-        GA, GB: ``(n_layers, n, n)`` centred Grams of two models (same examples). Examples that
-            are non-finite in any layer of either are dropped first (jointly).
-
-    Returns:
-        BootstrapResult with ``(n_layers,)`` estimate/low/high and ``(n_boot, n_layers)`` samples.
-    """
-    _check_common(n_boot, level)
-    GA = as_float64(GA, "GA", ndim=3)
-    GB = as_float64(GB, "GB", ndim=3)
-    if GA.shape != GB.shape:
-        raise ValueError(f"GA and GB must have the same shape, got {GA.shape} and {GB.shape}")
-    ok = np.isfinite(np.diagonal(GA, axis1=1, axis2=2)).all(0) & np.isfinite(
-        np.diagonal(GB, axis1=1, axis2=2)
-    ).all(0)
-    if not ok.all():
-        GA, GB = GA[:, ok][:, :, ok], GB[:, ok][:, :, ok]
-    m = get_measure(measure)
-    f = _grams_measure(m.name, options)
-    L, n = GA.shape[0], GA.shape[1]
-    est = np.array([f(GA[i].copy(), GB[i].copy()) for i in range(L)])
-    return _bootstrap_grams(
-        lambda sub: [f(GA[i][sub], GB[i][sub]) for i in range(L)], est, n, n_boot, level, seed
-    )
-
-
-def bootstrap_delta(
-    Ka: ArrayLike,
-    Kb: ArrayLike,
-    Kc: ArrayLike,
-    *,
-    measure: str = "linear_cka",
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int | None = 0,
-    **options: Any,
-) -> BootstrapResult:
-    """Paired bootstrap CI of ``m(Ka, Kc) - m(Kb, Kc)`` on the same resampled examples.
-
-    E.g. ``Ka`` = SFT, ``Kb`` = PT, ``Kc`` = control: Delta CKA of the paper's Fig. 3, whose
-    sign decides the shared band (SFT < PT) versus the refinement band.
-
-    Args:
-        Ka, Kb, Kc: ``(n, n)`` centred Grams of three models on the same examples.
-
-    Returns:
-        BootstrapResult of the difference (float estimate, ``(n_boot,)`` samples).
-    """
-    _check_common(n_boot, level)
-    m = get_measure(measure)
-    Ka, Kc1, _ = _prepare_grams(Ka, Kc, min_rows=m.min_rows, what="bootstrap_delta")
-    Kb, Kc2, _ = _prepare_grams(Kb, Kc, min_rows=m.min_rows, what="bootstrap_delta")
-    if Kc1.shape != Kc2.shape:
-        raise ValueError("bootstrap_delta: Ka and Kb mark different non-finite examples; align them first")
-    f = _grams_measure(m.name, options)
-    est = f(Ka.copy(), Kc1.copy()) - f(Kb.copy(), Kc1.copy())
-
-    def delta(sub: tuple[np.ndarray, np.ndarray]) -> float:
-        c = Kc1[sub]
-        return f(Ka[sub], c.copy()) - f(Kb[sub], c)
-
-    return _bootstrap_grams(delta, est, Ka.shape[0], n_boot, level, seed)
+    est = np.array([one(i) for i in range(L)])
+    res = _bootstrap_grams(statistic, est, n, n_boot, level, seed)
+    if not single:
+        return res
+    return BootstrapResult(float(res.estimate[0]), float(res.low[0]), float(res.high[0]), level, res.samples[:, 0])
 
 
 # --------------------------------------------------------------------------------------------

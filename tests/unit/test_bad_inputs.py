@@ -211,6 +211,14 @@ def test_bad_input_is_one_line_naming_key_and_value(given, expected, cli_env, ca
     assert len(lines) == 1, err
     assert lines[0].startswith("layerwise: error: ") and expected in lines[0], lines[0]
     assert seconds < 20
+    report = os.environ.get("LAYERWISE_BAD_INPUT_REPORT")  # a table of what each case prints, for review
+    if report:
+        shown = " ".join(given[1]) if isinstance(given, tuple) and given[0] == "argv" else (
+            "a spec file" if isinstance(given, tuple) else " ".join(f"--set {o}" for o in given))
+        printed = lines[0].replace(str(cli_env), "<tmp>").replace("|", "\\|")
+        with open(report, "a", encoding="utf-8") as f:
+            f.write(f"| {request.node.callspec.id} | `{shown.replace(str(folder), '<tmp>')}` | {printed} | "
+                    f"{seconds:.1f} s |\n")
 
 
 def test_every_problem_of_a_spec_is_reported_at_once(cli_env, capsys):

@@ -50,18 +50,41 @@ def test_bootstrap_by_layer_and_delta(related):
     X, Y = related
     A = np.stack([X, X**2])
     B = np.stack([Y, np.tanh(Y)])
-    res = stats.bootstrap_examples_by_layer(centered_grams(A), centered_grams(B), n_boot=30, seed=1)
+    res = stats.bootstrap_examples(centered_grams(A), centered_grams(B), n_boot=30, seed=1)
     assert res.estimate.shape == (2,) and res.samples.shape == (30, 2)
     idx = np.random.default_rng(1).integers(0, 60, size=(30, 60))
     np.testing.assert_allclose(res.samples[:, 1], [linear_cka(A[1][i], B[1][i]) for i in idx], atol=1e-10)
     assert (res.low <= res.high).all()  # duplicated rows shift biased CKA replicates upward
 
     Ka, Kb, Kc = centered_gram(Y), centered_gram(X[:, :3]), centered_gram(X)
-    d = stats.bootstrap_delta(Ka, Kb, Kc, n_boot=40, seed=2)
+    d = stats.bootstrap_examples(Ka, Kb, against=Kc, n_boot=40, seed=2)
     assert d.estimate == pytest.approx(linear_cka(Y, X) - linear_cka(X[:, :3], X), abs=1e-12)
     idx = np.random.default_rng(2).integers(0, 60, size=(40, 60))
     want = [linear_cka(Y[i], X[i]) - linear_cka(X[i][:, :3], X[i]) for i in idx]
     np.testing.assert_allclose(d.samples, want, atol=1e-10)
+    curve = stats.bootstrap_examples(np.stack([Ka, Ka]), np.stack([Kb, Kb]), against=np.stack([Kc, Kc]), n_boot=40,
+                                     seed=2)  # a curve of differences: each layer is the single difference
+    np.testing.assert_allclose(curve.samples[:, 1], d.samples, atol=1e-12)
+    assert curve.estimate.shape == (2,) and isinstance(d.estimate, float)
+
+
+def test_bootstrap_examples_drops_nonfinite_examples_jointly_and_checks_shapes(related):
+    X, Y = related
+    Kx, Ky = centered_gram(X), centered_gram(Y)
+    Yn = Y.copy()
+    Yn[5] = np.nan
+    with pytest.warns(Warning, match="dropped 1 of 60 rows"):
+        res = stats.bootstrap_examples(Kx, centered_gram(Yn), n_boot=5)
+    keep = np.arange(60) != 5
+    assert res.estimate == pytest.approx(linear_cka(X[keep], Y[keep]), abs=1e-12)
+    with pytest.raises(ValueError, match="Ka and Kb must have the same shape"):
+        stats.bootstrap_examples(Kx, Ky[:10, :10])
+    with pytest.raises(ValueError, match="against must have 2 dimensions"):
+        stats.bootstrap_examples(Kx, Ky, against=np.ones(3))
+    with pytest.raises(ValueError, match=r"Ka must be an \(n, n\) Gram"):
+        stats.bootstrap_examples(np.ones((3, 4)), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="needs at least"):
+        stats.bootstrap_examples(Kx[:1, :1], Ky[:1, :1])
 
 
 def test_bootstrap_tasks_and_clusters():

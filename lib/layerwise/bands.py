@@ -85,6 +85,7 @@ Errors
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -655,10 +656,6 @@ def _iqr(a: np.ndarray, axis: int = 0) -> NDArray[np.float64]:
 def find_bands(
     cka: pd.DataFrame,
     *,
-    measure: str = "linear_cka",
-    experimental: str = SFT,
-    reference: str = PT,
-    tasks: Sequence[str] | None = None,
     signal: str = "delta",
     statistic: str = "median",
     n_boot: int = 2000,
@@ -667,14 +664,11 @@ def find_bands(
     min_rise_z: float = MIN_RISE_Z,
     min_sharpness: float = MIN_SHARPNESS,
     min_contrast: float = MIN_CONTRAST,
+    **selection: Any,
 ) -> Bands:
     """Shared / transition / refinement bands of the layers 1..L by the segmented band rule.
 
     Args:
-        cka: the tidy CKA table (see :func:`task_curves`).
-        measure: which measure to read. experimental, reference: comparison labels
-            (Delta = experimental - reference); for RQ3 use ``experimental=HELDOUT_SFT``.
-        tasks: subset of tasks (default: all tasks of the experimental comparison).
         signal: ``"delta"`` (default; Delta CKA per task) or ``"experimental"`` (the
             experimental comparison's CKA per task).
         statistic: ``"median"`` (default) or ``"mean"`` over tasks, per layer.
@@ -683,6 +677,11 @@ def find_bands(
         level: confidence level of the intervals. seed: RNG seed (deterministic given it).
         min_rise_z, min_sharpness, min_contrast: thresholds of the identifiability criterion
             (defaults: the calibrated :data:`MIN_RISE_Z`, :data:`MIN_SHARPNESS`, :data:`MIN_CONTRAST`).
+        cka, **selection: the tidy CKA table and which curves to read from it, passed to
+            :func:`task_curves` unchanged (as by :func:`delta_table`): ``measure`` (default
+            ``"linear_cka"``), ``experimental`` and ``reference`` (comparison labels, Delta =
+            experimental - reference; default SFT and PT; for RQ3 ``experimental=HELDOUT_SFT``),
+            ``tasks`` (default: every task of the experimental comparison).
 
     Returns:
         :class:`Bands`. Its ``summary`` DataFrame has one row per band with columns ``band,
@@ -699,7 +698,11 @@ def find_bands(
     Raises:
         ValueError: bad table (see :func:`task_curves`), unknown ``signal``/``statistic``,
             bad ``level``/``n_boot``, thresholds <= 0.
+        TypeError: a keyword that neither this function nor :func:`task_curves` takes.
     """
+    chosen = inspect.signature(task_curves).bind(cka, **selection)  # TypeError for an unknown keyword
+    chosen.apply_defaults()
+    sel = chosen.arguments
     if signal not in ("delta", "experimental"):
         raise ValueError(f"signal must be 'delta' or 'experimental', got {signal!r}")
     agg = _aggregate(statistic)
@@ -710,7 +713,7 @@ def find_bands(
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    exp, ref = task_curves(cka, measure=measure, experimental=experimental, reference=reference, tasks=tasks)
+    exp, ref = task_curves(cka, **selection)
     E, R = exp.to_numpy(), ref.to_numpy()
     D = E - R
     S = D if signal == "delta" else E
@@ -760,8 +763,8 @@ def find_bands(
         })
         rows.append(row)
     return Bands(
-        fit=fit, n_layers=L, tasks=tuple(map(str, exp.index)), measure=measure,
-        experimental=experimental, reference=reference, signal=signal, statistic=statistic,
+        fit=fit, n_layers=L, tasks=tuple(map(str, exp.index)), measure=sel["measure"],
+        experimental=sel["experimental"], reference=sel["reference"], signal=signal, statistic=statistic,
         curve=np.asarray(curve, dtype=np.float64), ci=ci, level=level, n_boot=nb, rise_se=rise_se,
         min_rise_z=float(min_rise_z), min_sharpness=float(min_sharpness), boot=boot,
         summary=pd.DataFrame(rows), min_contrast=float(min_contrast),

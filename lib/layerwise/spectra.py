@@ -35,8 +35,8 @@ Computation (float64, the smaller Gram)
     multi-threaded OpenBLAS can be far slower than one thread on busy shared CPUs; set
     ``OPENBLAS_NUM_THREADS=1`` for spectra runs on such machines. Eigenvalues of a Gram carry an absolute
     error of about ``eps * lambda_1``, so singular values far below ``sqrt(eps) * s_1 ~ 1e-8 s_1``
-    are not resolved; none of the summaries depends on them. :func:`spectra_from_grams` takes
-    cached centred Grams (:class:`layerwise.similarity.GramCache`) instead of hidden states.
+    are not resolved; none of the summaries depends on them. :func:`layer_spectra` also takes
+    cached centred Grams (``grams=``, :class:`layerwise.similarity.GramCache`) instead of hidden states.
 
 NaN / inf
     Examples (rows) with a non-finite value in *any* layer are dropped from every layer (the
@@ -72,7 +72,6 @@ __all__ = [
     "effective_rank",
     "participation_ratio",
     "layer_spectra",
-    "spectra_from_grams",
 ]
 
 
@@ -251,20 +250,29 @@ def _finish(tidy: list[pd.DataFrame], summ: list[dict[str, Any]], labels: Mappin
 
 
 def layer_spectra(
-    A: ArrayLike,
+    A: ArrayLike | None = None,
     *,
+    grams: ArrayLike | None = None,
+    dim: int | None = None,
     layers: Sequence[int] | None = None,
     max_k: int | None = None,
     top_k: Sequence[int] = (1, 10),
     variance: float = 0.99,
     labels: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Spectra of every layer of one model's hidden states, batched over layers.
+    """Spectra of every layer of one model's hidden states (or of their Grams), batched over layers.
 
     Args:
         A: ``(L+1, n, d)`` hidden states (any real dtype, NumPy or torch; float32 in the
             pipeline); index 0 = embeddings, ``L`` = after the final norm. Not modified; each
             layer is copied to float64 separately.
+        grams: instead of ``A``: cached centred linear Grams ``(n_layers, n, n)`` of the hidden
+            states (:class:`~layerwise.similarity.GramCache`). Examples marked non-finite in any
+            layer (NaN rows of :func:`~layerwise.similarity.centered_gram`) are dropped from all
+            layers with a warning. The spectra then have ``n`` entries (``min(n, d)`` non-zero at
+            most, the rest 0).
+        dim: with ``grams``: the hidden size, which only fills the ``dim`` column (NaN if not
+            given); ignored with ``A`` (its last axis is the hidden size).
         layers: indices into ``A`` to analyse (default all, ``0..L``); the ``layer`` column
             holds these indices.
         max_k: keep only the top ``max_k`` directions in the tidy table (default all
@@ -282,9 +290,13 @@ def layer_spectra(
           participation_ratio, n_99, var_top_<k>..., total_variance``.
 
     Raises:
-        ValueError: see the module docstring.
+        ValueError: both or neither of ``A`` and ``grams``; see the module docstring.
     """
     _check_options(top_k, max_k, variance)
+    if (A is None) == (grams is None):
+        raise ValueError("layer_spectra takes hidden states A or grams=, exactly one of them")
+    if grams is not None:
+        return _spectra_from_grams(grams, layers, max_k, top_k, variance, labels, dim)
     shape = tuple(A.shape) if hasattr(A, "shape") else np.shape(A)
     if len(shape) != 3:
         raise ValueError(f"hidden states must have 3 dimensions (n_layers, n_examples, hidden_size), got shape {shape}")
@@ -314,24 +326,10 @@ def layer_spectra(
     return _finish(tidy, summ, labels)
 
 
-def spectra_from_grams(
-    G: ArrayLike,
-    *,
-    layers: Sequence[int] | None = None,
-    max_k: int | None = None,
-    top_k: Sequence[int] = (1, 10),
-    variance: float = 0.99,
-    labels: Mapping[str, Any] | None = None,
-    dim: int | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`layer_spectra` from cached centred linear Grams ``(n_layers, n, n)``.
-
-    Examples marked non-finite in any layer (NaN rows of :func:`~layerwise.similarity.centered_gram`)
-    are dropped from all layers with a warning. ``dim`` (the hidden size) only fills the
-    ``dim`` column (NaN if not given); the spectra have ``n`` entries (``min(n, d)`` non-zero at
-    most, the rest 0). Same outputs and errors as :func:`layer_spectra`.
-    """
-    _check_options(top_k, max_k, variance)
+def _spectra_from_grams(G: ArrayLike, layers: Sequence[int] | None, max_k: int | None, top_k: Sequence[int],
+                        variance: float, labels: Mapping[str, Any] | None, dim: int | None
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`layer_spectra` with ``grams=G`` (options checked by the caller)."""
     G = np.asarray(G.detach().cpu().double().numpy() if _is_torch(G) else G)
     if G.ndim != 3 or G.shape[1] != G.shape[2]:
         raise ValueError(f"Grams must have shape (n_layers, n, n), got {G.shape}")
@@ -339,9 +337,9 @@ def spectra_from_grams(
     ok = np.ones(G.shape[1], dtype=bool)
     for i in sel:
         ok &= np.isfinite(np.diagonal(G[i]))
-    rf = _report_dropped(ok, "spectra_from_grams")
+    rf = _report_dropped(ok, "layer_spectra(grams=)")
     if rf.n_used < 2:
-        raise ValueError(f"spectra_from_grams needs at least 2 finite examples, got {rf.n_used} of {rf.n_total}")
+        raise ValueError(f"layer_spectra(grams=) needs at least 2 finite examples, got {rf.n_used} of {rf.n_total}")
     idx = np.flatnonzero(ok)
     tidy, summ = [], []
     for i in sel:

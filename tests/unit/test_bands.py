@@ -274,3 +274,12 @@ def test_band_diagram_data():
     assert len(single) == 3 and (single["model"] == "gemma").all()
     with pytest.raises(ValueError, match="2 model labels for 1"):
         B.band_diagram_data([res], model=["a", "b"])
+
+
+def test_find_bands_reads_the_selection_of_task_curves():
+    D = np.repeat(ramp(18, 4, 9)[None], 4, 0)
+    cka = table(D)
+    b = B.find_bands(cka, n_boot=0)
+    assert (b.measure, b.experimental, b.reference) == ("linear_cka", B.SFT, B.PT)
+    with pytest.raises(TypeError, match="tsks"):
+        B.find_bands(cka, tsks=["task00"])

@@ -116,7 +116,7 @@ def test_from_grams_matches_hidden_states_and_torch_input():
     rng = np.random.default_rng(6)
     A = rng.normal(size=(3, 25, 40)).astype(np.float32)
     _, summ = S.layer_spectra(A)
-    spec_g, summ_g = S.spectra_from_grams(centered_grams(A), dim=40)
+    spec_g, summ_g = S.layer_spectra(grams=centered_grams(A), dim=40)
     cols = ["rank", "effective_rank", "participation_ratio", "n_99", "var_top_1", "total_variance"]
     np.testing.assert_allclose(summ_g[cols], summ[cols], rtol=1e-9)
     assert (summ_g["dim"] == 40).all() and len(spec_g) == 3 * 25
@@ -140,7 +140,7 @@ def test_nonfinite_rows_dropped_jointly_with_warning():
     assert (summ["n_examples"] == 18).all()
     G = centered_grams(B)  # NaN rows marked per layer; the subset is re-centred per layer
     with pytest.warns(NonFiniteRowsWarning):
-        _, summ_g = S.spectra_from_grams(G)
+        _, summ_g = S.layer_spectra(grams=G)
     np.testing.assert_allclose(summ_g["effective_rank"], want["effective_rank"], rtol=1e-9)
 
 
@@ -170,7 +170,11 @@ def test_bad_input():
     with pytest.raises(ValueError, match="square"):
         S.eigenvalues_from_gram(np.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"\(n_layers, n, n\)"):
-        S.spectra_from_grams(np.zeros((2, 3, 4)))
+        S.layer_spectra(grams=np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="exactly one of them"):
+        S.layer_spectra(A, grams=np.zeros((2, 3, 3)))
+    with pytest.raises(ValueError, match="exactly one of them"):
+        S.layer_spectra()
     with pytest.raises(ValueError, match="not all zero"):
         S.effective_rank(np.zeros(3))
     with pytest.raises(ValueError, match="not all zero"):

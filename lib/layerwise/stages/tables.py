@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from .. import similarity as _similarity
 from .. import spectra as _spectra
 from ..similarity import MEASURES
-from ..spectra import spectra_from_grams
+from ..spectra import layer_spectra
 from ..stats import shuffled_row_null
 from ..similarity import center_gram, get_measure
 from ..vocab import (CONTROL_ROLE, HALF_COLUMN, HELDOUT_ROLE, HELDOUT_SFT, OTHER_ROLE, PT, PT_ROLE, REPLICATE_ROLE,
@@ -298,8 +298,8 @@ def _spectra_rows(run: Run) -> pd.DataFrame:
     for slot in run.slots:
         for task in slot.tasks:
             name, tkey = gram_stack(run, slot.role, task)
-            _, summary = spectra_from_grams(run.grams.get(name, tkey),
-                                            labels={"role": slot.role, "task": task, "cluster": run.cluster_of(task)})
+            _, summary = layer_spectra(grams=run.grams.get(name, tkey),
+                                       labels={"role": slot.role, "task": task, "cluster": run.cluster_of(task)})
             summary["layer"] = summary["layer"] + 1  # Grams hold layers 1..L
             frames.append(summary)
     return pd.concat(frames, ignore_index=True)
@@ -308,7 +308,7 @@ def _spectra_rows(run: Run) -> pd.DataFrame:
 def spectra_table(run: Run) -> pd.DataFrame:
     """Per-layer spectral summary of every model on every task (last-token states, layers 1..L).
 
-    See :func:`layerwise.spectra.spectra_from_grams` for the columns (``role, task, cluster,
+    See :func:`layerwise.spectra.layer_spectra` for the columns (``role, task, cluster,
     layer``, ``effective_rank``, ``participation_ratio``, ``n_99``, ...). Cached in
     ``tables/spectra-<key>.parquet``.
     """

@@ -4,7 +4,8 @@
 #   make book BASE_MODEL=<alias|path|hf-id>   another base model
 #   make book SET="training.epochs=3 data.n_test=300"   any spec overrides
 #   make test                          the test suite (creates the environment if missing)
-#   make test-crash                    kill the smoke run at 13 points, rerun, compare the tables (about an hour)
+#   make test-crash                    kill the smoke run at each of 13 points in its own run (about an hour;
+#                                      make test kills one run at 11 points in turn)
 #   make bench                         benchmarks: CKA against the authors' route; the hot path (extraction,
 #                                      LoRA training, GFLOP/s) against bare PyTorch loops
 #   make reference HOURS=1.8           one piece of the reference run (specs/reference.yaml): continues where
@@ -70,7 +71,8 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not smoke and not slow and not crash" $(PYTEST_ARGS)
 
-# The crash-resume suite: SIGKILL the smoke run at 13 points, rerun, compare every table (about an hour).
+# The long crash-resume suite: SIGKILL the smoke run at each of 13 points in its own run, rerun, compare every
+# table (about an hour). `make test` has the short one: one run killed at 11 points in turn.
 test-crash: setup
 	$(PY) -m pytest -m crash tests/integration/test_crash_resume.py $(PYTEST_ARGS)
 

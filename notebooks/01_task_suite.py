@@ -68,7 +68,9 @@ plan.style.hide(axis="index")
 #
 # The estimates above against what computing this run's results measured: every `layerwise run`
 # piece and every `layerwise book` appends a record to `<output_dir>/provenance.jsonl` with the
-# wall minutes of each stage, the machine and what the piece added. One row per record.
+# wall minutes of each stage, the machine and what the piece added. One row per record, as the
+# file stood when this chapter was executed (a later `make book` with nothing new to compute reuses
+# this page). A piece killed outright (SIGKILL, power loss) leaves no record.
 
 # %% tags=["remove-input"]
 pieces = read_pieces(run.out)

@@ -121,6 +121,9 @@ def execute_notebook(
             f"executed copy with the traceback: {failed}"
         ) from exc
     _hide_parameter_cells(tmp)
+    from .cache import kill_point
+
+    kill_point("write", str(out))  # test-only (inert unless $LAYERWISE_KILL_AT), as before every atomic write
     os.replace(tmp, out)
     print(f"[layerwise] executed {name} in {time.perf_counter() - t0:.1f} s", flush=True)
     return out

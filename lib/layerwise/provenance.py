@@ -194,8 +194,13 @@ def time_summary(pieces: list[Mapping[str, Any]]) -> str:
     m = (pieces[-1].get("machine") or {})
     where = (f"{m.get('cpu', 'unknown CPU')}, {m.get('cores', '?')} cores, {m.get('torch_threads', '?')} torch "
              f"threads, {m.get('device', '?')} {m.get('dtype', '?')}")
-    parts = [f"Computing this run's results took **{minutes:.0f} min** in {len(adding)} piece(s) that added "
-             f"artefacts ({where}; first piece started {adding[0]['started'] if adding else '-'})."]
+    if adding:
+        parts = [f"Computing this run's results took **{minutes:.0f} min** in {len(adding)} piece(s) that added "
+                 f"artefacts ({where}; the first started {adding[0]['started']})."]
+    else:
+        parts = ["No recorded piece added artefacts: the results were computed by pieces that left no record "
+                 "(killed outright, or run before records were kept) or were copied in, so this book cannot say "
+                 f"how long they took. The records are of later pieces ({where})."]
     if adding and adding[0].get("added") != adding[0].get("artefacts"):
         parts.append("The first recorded piece found artefacts already present, so this is not the time from cold.")
     books = [r for r in pieces if r.get("command") == "book: notebooks"]

@@ -117,3 +117,4 @@ def test_time_table_and_summary_read_the_pieces():
     resumed = _record("run", 120.0, {"adapters": 1}, {"adapters": 4}, {"train": 120.0})
     assert "not the time from cold" in time_summary([resumed])
     assert "recorded after it ends" in time_summary([cold])
+    assert "No recorded piece added artefacts" in time_summary([warm, nb])

@@ -76,7 +76,7 @@ plan.style.hide(axis="index")
 pieces = read_pieces(run.out)
 markdown(time_summary(pieces))
 times = time_table(pieces)
-times.style.hide(axis="index").format(precision=1, na_rep="") if len(times) else None
+times.style.hide(axis="index").format(precision=1) if len(times) else None
 
 # %% [markdown]
 # ## Clusters

@@ -152,28 +152,22 @@ def time_table(pieces: list[Mapping[str, Any]]) -> pd.DataFrame:
         pieces: :func:`read_pieces`.
 
     Returns:
-        Columns ``started`` (UTC, ISO 8601), ``command``, ``status``, one column per stage (wall
-        minutes, float64; NaN where a piece had no such stage), ``total_min`` (the piece's wall minutes),
-        ``added`` (artefacts the piece added, as ``"3 adapters, 40 hidden_states"``; ``"nothing"``).
-        Empty (no rows) for a run without records.
+        Columns ``started`` (UTC, ``YYYY-MM-DD HH:MM``), ``command``, ``status``, ``minutes`` (the
+        piece's wall minutes, float64), ``stages`` (wall minutes per stage as text, e.g. ``"fetch 0.4 ·
+        train 54.3"``; the numbers are in the file), ``added`` (artefacts the piece added, e.g. ``"3
+        adapters, 40 hidden_states"``, or ``"nothing"``). No rows for a run without records.
     """
     import pandas as pd
 
     rows = []
     for rec in pieces:
-        row: dict[str, Any] = {"started": rec.get("started"), "command": rec.get("command", "run"),
-                               "status": str(rec.get("status", "")).split(":")[0]}
-        for stage, sec in (rec.get("stage_seconds") or {}).items():
-            row[stage] = float(sec) / 60
-        row["total_min"] = float(rec.get("wall_seconds", float("nan"))) / 60
+        stages = " · ".join(f"{k} {float(v) / 60:.1f}" for k, v in (rec.get("stage_seconds") or {}).items())
         added = {k: v for k, v in (rec.get("added") or {}).items() if v}
-        row["added"] = ", ".join(f"{v} {k}" for k, v in added.items()) or "nothing"
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=["started", "command", "status", "total_min", "added"])
-    stages = [c for c in df.columns if c not in ("started", "command", "status", "total_min", "added")]
-    return df[["started", "command", "status", *stages, "total_min", "added"]]
+        rows.append({"started": str(rec.get("started", "")).replace("T", " ")[:16],
+                     "command": rec.get("command", "run"), "status": str(rec.get("status", "")).split(":")[0],
+                     "minutes": float(rec.get("wall_seconds", float("nan"))) / 60, "stages": stages,
+                     "added": ", ".join(f"{v} {k}" for k, v in added.items()) or "nothing"})
+    return pd.DataFrame(rows, columns=["started", "command", "status", "minutes", "stages", "added"])
 
 
 def time_summary(pieces: list[Mapping[str, Any]]) -> str:

@@ -107,9 +107,9 @@ def test_time_table_and_summary_read_the_pieces():
     warm = _record("book", 30.0, {"adapters": 0, "tables": 0}, {"adapters": 3, "tables": 2}, {"fetch": 30.0})
     nb = _record("book: notebooks", 600.0, {}, {"adapters": 3, "tables": 2}, {"notebooks + book build": 600.0})
     t = time_table([cold, warm, nb])
-    assert list(t.columns) == ["started", "command", "status", "fetch", "train", "notebooks + book build",
-                               "total_min", "added"]
-    assert t["train"].tolist()[0] == 40.0 and pd.isna(t["train"].tolist()[1])
+    assert list(t.columns) == ["started", "command", "status", "minutes", "stages", "added"]
+    assert t["minutes"].tolist() == [50.0, 0.5, 10.0] and t["started"].tolist()[0] == "2026-12-03 15:00"
+    assert t["stages"].tolist()[:2] == ["fetch 1.0 · train 40.0", "fetch 0.5"]
     assert t["added"].tolist() == ["3 adapters, 2 tables", "nothing", "nothing"]
     s = time_summary([cold, warm, nb])
     assert "**50 min** in 1 piece(s)" in s and "CPU X, 2 cores" in s and "took 10 min" in s

@@ -133,7 +133,7 @@ def _book(run: Any, args: argparse.Namespace, t_start: float) -> Path:
     it) and the notebook execution with the book build (after it). A frozen run records nothing.
     """
     from .book import build_book
-    from .provenance import append_piece, artefact_counts, piece_record
+    from .provenance import NOTEBOOKS_COMMAND, append_piece, artefact_counts, piece_record
     from .spec import PROJECT_ROOT
 
     book = {"spec_path": str(Path(args.spec).resolve()) if Path(args.spec).exists() else args.spec,
@@ -143,14 +143,14 @@ def _book(run: Any, args: argparse.Namespace, t_start: float) -> Path:
         execute(run, notebooks=True, book=book)
     else:  # ray: the chapters too, as jobs; build_book then reuses them
         _computed_piece(run, None, "book", notebooks=True, book=book)
-    started, t0 = time.time(), time.perf_counter()
+    started = time.time()
     index = build_book(spec_path=args.spec, overrides=args.overrides,
                        book_dir=Path(args.book_dir) if args.book_dir else None)
     if not run.spec.frozen:
-        counts = artefact_counts(run.out)
-        append_piece(run.out, piece_record(run.spec, started=started, ended=time.time(), status="complete",
-                                           stage_seconds={"notebooks + book build": time.perf_counter() - t0},
-                                           before=counts, after=counts, hours=None, command="book: notebooks"))
+        ended, counts = time.time(), artefact_counts(run.out)
+        append_piece(run.out, piece_record(run.spec, started=started, ended=ended, status="complete",
+                                           stage_seconds={"notebooks + book build": ended - started},
+                                           before=counts, after=counts, hours=None, command=NOTEBOOKS_COMMAND))
     print(f"[layerwise] book built in {time.perf_counter() - t_start:.0f} s total", flush=True)
     return index
 

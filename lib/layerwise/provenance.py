@@ -28,10 +28,13 @@ if TYPE_CHECKING:
     from .spec import RunSpec
 
 __all__ = ["PROVENANCE_FILE", "ARTEFACT_GLOBS", "artefact_counts", "code_commit", "machine", "piece_record",
-           "append_piece", "read_pieces", "time_table", "time_summary"]
+           "append_piece", "read_pieces", "time_table", "time_summary", "NOTEBOOKS_COMMAND"]
 
 #: The provenance file, under the run's output directory.
 PROVENANCE_FILE = "provenance.jsonl"
+
+#: The ``command`` of the record that ``layerwise book`` appends after its notebook execution and build.
+NOTEBOOKS_COMMAND = "book: notebooks"
 
 #: What a piece may add, counted before and after it: name -> glob under the output directory.
 ARTEFACT_GLOBS: dict[str, str] = {
@@ -182,7 +185,7 @@ def time_summary(pieces: list[Mapping[str, Any]]) -> str:
     if not pieces:
         return ("No provenance records: these results were copied in or computed before records were kept, "
                 "so this book cannot say how long they took to compute.")
-    computing = [r for r in pieces if r.get("command", "run") != "book: notebooks"]
+    computing = [r for r in pieces if r.get("command", "run") != NOTEBOOKS_COMMAND]
     adding = [r for r in computing if any((r.get("added") or {}).values())]
     minutes = sum(float(r.get("wall_seconds", 0.0)) for r in adding) / 60
     m = (pieces[-1].get("machine") or {})
@@ -197,7 +200,7 @@ def time_summary(pieces: list[Mapping[str, Any]]) -> str:
                  f"how long they took. The records are of later pieces ({where})."]
     if adding and adding[0].get("added") != adding[0].get("artefacts"):
         parts.append("The first recorded piece found artefacts already present, so this is not the time from cold.")
-    books = [r for r in pieces if r.get("command") == "book: notebooks"]
+    books = [r for r in pieces if r.get("command") == NOTEBOOKS_COMMAND]
     if books:
         parts.append(f"The last recorded notebook execution and book build took "
                      f"{float(books[-1].get('wall_seconds', 0.0)) / 60:.0f} min (it is recorded after the build, "

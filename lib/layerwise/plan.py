@@ -540,9 +540,12 @@ def estimate(spec: RunSpec, graph: JobGraph | None = None, *, device_tflops: flo
 
     Tokens per job: ``n_train`` (the SFT mixture: the sum over its tasks, capped per cluster)
     x epochs x seeds x (prompt + target tokens) for training, each control ``n_train`` x
-    ``control_epochs``; ``n_test`` x prompt tokens + ``n_eval`` x
-    (prompt + target) for an extraction (states + response loss); ``n_eval`` x (prompt + 40
-    generated tokens) for an evaluation. Time = tokens / throughput of :func:`throughput`
+    ``control_epochs``; for extraction, ``n_test`` x prompt tokens for every (model, task) pair's
+    hidden states, ``n_template_variant`` x prompt tokens more for PT's, SFT's and the controls'
+    re-templated inputs, and ``n_eval`` x (prompt + target) for the response loss where it is read
+    (the main design and the gate's other-task control; one pass gives the loss with and without
+    EOS); ``n_eval`` x (prompt + 40 generated tokens) for an evaluation (the main design but
+    random-init, and the gate's other-task control). Time = tokens / throughput of :func:`throughput`
     (tables and notebooks: not estimated, seconds to minutes). Memory per job: parameters x dtype
     bytes (bf16 on a GPU, fp32 on CPU) + LoRA weights, gradients and Adam moments in fp32
     (16 bytes per LoRA parameter) + activations (Korthikanti et al. 2022, §4.1, scaled from 16-bit).
@@ -573,7 +576,11 @@ def estimate(spec: RunSpec, graph: JobGraph | None = None, *, device_tflops: flo
                 if "other_task" in spec.baselines and len(spec.tasks) > 1 else 0)
              + len(tr.control_seeds) * min(tr.ceiling_tasks, len(spec.tasks)))
     d = spec.data
-    extract_tokens = d.n_test * mean_prompt + d.n_eval * (mean_prompt + mean_target)
+    n_other = len(spec.tasks) if "other_task" in spec.baselines and len(spec.tasks) > 1 else 0  # the gate's other control
+    n_main = counts.get("extract", 0)
+    n_variant = 3 * len(spec.tasks) if d.n_template_variant else 0  # PT, SFT and the task's control, each task
+    extract_total = ((n_main + extra) * d.n_test * mean_prompt + n_variant * d.n_template_variant * mean_prompt
+                     + (n_main + n_other) * d.n_eval * (mean_prompt + mean_target))
     evaluate_tokens = d.n_eval * (mean_prompt + 40)
     gpu = tr.device.startswith("cuda") or (tr.device == "auto" and tp.train_source.startswith("FLOPs"))
     dtype = tr.dtype if tr.dtype != "auto" else ("bfloat16" if gpu else "float32")
@@ -588,10 +595,12 @@ def estimate(spec: RunSpec, graph: JobGraph | None = None, *, device_tflops: flo
         n = counts.get(kind, 0)
         if kind == "train":
             tokens, hours, mem, src = train_tokens / max(n, 1), train_tokens / tp.train / 3600, weights + lora + act_train, tp.train_source
-        elif kind in ("extract", "evaluate"):
-            per = extract_tokens if kind == "extract" else evaluate_tokens
-            m = n + extra if kind == "extract" else n
-            tokens, hours, mem, src = per, m * per / tp.forward / 3600, weights + act_fwd, tp.forward_source
+        elif kind == "extract":
+            tokens, hours = extract_total / max(n + extra, 1), extract_total / tp.forward / 3600
+            mem, src = weights + act_fwd, tp.forward_source
+        elif kind == "evaluate":
+            tokens, hours = evaluate_tokens, (n + n_other) * evaluate_tokens / tp.forward / 3600
+            mem, src = weights + act_fwd, tp.forward_source
         else:
             tokens, hours, mem, src = math.nan, math.nan, math.nan, "not estimated (reads the artefacts; seconds to minutes)"
         rows.append({"kind": kind, "jobs": n, "tokens_per_job": tokens, "est_hours": hours,

@@ -44,7 +44,6 @@ __all__ = [
     "train_adapter",
     "load_adapter_model",
     "AdapterBank",
-    "response_token_loss",
 ]
 
 
@@ -418,8 +417,8 @@ class _LengthGroupedSampler:
 _HEAD_ONLY_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "smollm3")
 
 
-def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
-    """Per-row sums of response-token NLL and per-row token counts for a left-padded batch.
+def _response_token_nll(model: Any, inputs: dict[str, Any], labels: Any):
+    """Response-token NLL of a left-padded batch, per token, on the batch's last response columns.
 
     Logits are computed only where a loss is taken: the positions whose next token is a response
     token. For the architectures of :data:`_HEAD_ONLY_ARCHS` the body runs once and the output
@@ -433,7 +432,9 @@ def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
         labels: ``(batch, width)`` long, ``-100`` where no loss is taken.
 
     Returns:
-        (row_sums ``(batch,)`` float32, row_counts ``(batch,)`` long, model outputs)
+        (nll ``(batch, cols)`` float32 - nats, 0 where no loss is taken; column ``j`` scores the
+        token at input column ``width - cols + j``, so the last column scores each row's last token
+        - ``mask`` ``(batch, cols)`` bool, where a loss is taken - model outputs)
     """
     import torch
 
@@ -454,19 +455,34 @@ def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
         nll = torch.nn.functional.cross_entropy(logits.float(), target[where], reduction="none")
-        # Row sums over the same columns as the route below (the last keep - 1), so the float sums
-        # are taken in the same order and the loss is bit-identical to it.
+        # The same columns as the route below (the last keep - 1), so row sums are taken in the
+        # same order and the loss is bit-identical to it.
         cols = keep - 1
         dense = torch.zeros((labels.shape[0], cols), dtype=nll.dtype, device=nll.device)
-        dense[where[:, target.shape[1] - cols :]] = nll
-        return dense.sum(dim=1), where.sum(dim=1), outputs
+        mask = where[:, target.shape[1] - cols :]
+        dense[mask] = nll
+        return dense, mask, outputs
     outputs = model(**inputs, logits_to_keep=keep)
     logits = outputs.logits[:, :-1, :].float()
     target = labels[:, width - keep + 1 :]
     nll = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
     ).reshape(target.shape)
-    return nll.sum(dim=1), (target != -100).sum(dim=1), outputs
+    return nll, target != -100, outputs
+
+
+def _response_nll(model: Any, inputs: dict[str, Any], labels: Any):
+    """Per-row sums of response-token NLL and per-row token counts for a left-padded batch
+    (:func:`_response_token_nll` summed over its columns).
+
+    Args:
+        model, inputs, labels: as in :func:`_response_token_nll`.
+
+    Returns:
+        (row_sums ``(batch,)`` float32, row_counts ``(batch,)`` long, model outputs)
+    """
+    nll, mask, outputs = _response_token_nll(model, inputs, labels)
+    return nll.sum(dim=1), mask.sum(dim=1), outputs
 
 
 class _EncodedDataset:
@@ -757,7 +773,8 @@ class AdapterBank:
 
         Yields:
             transformers.PreTrainedModel: the causal LM (eval mode) computing base + that adapter;
-            pass it to :func:`layerwise.extraction.prompt_hidden_states` or :func:`response_token_loss`.
+            pass it to :func:`layerwise.extraction.prompt_hidden_states` or
+            :func:`layerwise.evaluation.response_losses`.
 
         Raises:
             KeyError: ``name`` is not one of the bank's adapters (the message lists them).
@@ -780,53 +797,6 @@ class AdapterBank:
             if self.merge:
                 self.model.unmerge_adapter()
                 self._restore()
-
-
-def response_token_loss(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    targets: Sequence[str],
-    *,
-    batch_size: int = 8,
-    max_length: int | None = None,
-    include_eos: bool = True,
-) -> list[float]:
-    """Mean negative log-likelihood (nats per token) of each target given its prompt.
-
-    Args:
-        model: causal LM in eval mode.
-        tokenizer: its tokenizer.
-        prompts, targets: paired texts.
-        batch_size: examples per forward pass.
-        max_length: as in :func:`layerwise.batching.encode`.
-        include_eos: count the EOS token that ends every training response. Without it the loss
-            measures the answer alone: a pre-trained model never ends an answer with EOS, so with it
-            any fine-tuned model "beats" PT as soon as it has learned to stop.
-
-    Returns:
-        list[float]: one value per example, in input order.
-    """
-    import torch
-
-    from .batching import Encoded, batches
-
-    items = [encode(tokenizer, p, t, max_length=max_length) for p, t in zip(prompts, targets)]
-    if not include_eos and tokenizer.eos_token_id is not None:
-        items = [Encoded(it.input_ids[:-1], it.n_prompt)
-                 if len(it.input_ids) - it.n_prompt > 1 and it.input_ids[-1] == tokenizer.eos_token_id else it
-                 for it in items]
-    out = [math.nan] * len(items)
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for idx in batches(len(items), batch_size, [len(it.input_ids) for it in items]):
-            batch = collate([items[i] for i in idx], tokenizer.pad_token_id)
-            labels = batch.pop("labels").to(device)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            sums, counts, _ = _response_nll(model, batch, labels)
-            for row, i in enumerate(idx):
-                out[i] = float(sums[row] / counts[row].clamp(min=1))
-    return out
 
 
 def adapter_summary(result: AdapterResult) -> dict[str, Any]:

@@ -204,11 +204,11 @@ def test_option_scores_do_not_depend_on_batching(llama):
     for b, s, o in zip(batched, single, options):
         assert len(b) == len(o) and all(x < 0 for x in b)
         assert b == pytest.approx(s, abs=1e-4)
-    # total log-likelihood is the training loss (response_token_loss, mean NLL incl. EOS) x tokens
+    # total log-likelihood is the training loss (response_losses' first list, mean NLL incl. EOS) x tokens
     from layerwise.batching import encode
-    from layerwise.training import response_token_loss
+    from layerwise.evaluation import response_losses
 
-    nll = response_token_loss(model, tok, [PROMPTS[1]], ["negative"])[0]
+    nll = response_losses(model, tok, [PROMPTS[1]], ["negative"])[0][0]
     n_tokens = len(encode(tok, PROMPTS[1], "negative").labels) - encode(tok, PROMPTS[1]).n_prompt
     assert batched[1][1] == pytest.approx(-nll * n_tokens, rel=1e-4)
     means = option_log_likelihoods(model, tok, PROMPTS[1:2], options[1:2], normalize="mean")[0]

@@ -5,7 +5,10 @@ import pytest
 
 from layerwise.models import load_model, load_tokenizer
 from layerwise.spec import TrainingSpec
-from layerwise.training import adapter_summary, load_adapter_model, resolve_target_modules, response_token_loss, train_adapter
+from layerwise import training
+from layerwise.batching import Encoded, collate, encode
+from layerwise.evaluation import response_losses
+from layerwise.training import adapter_summary, load_adapter_model, resolve_target_modules, train_adapter
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +24,8 @@ def test_adapter_learns_and_is_reused(tmp_path):
     assert not res.reused and (res.path / "adapter_model.safetensors").is_file()
     assert len(res.log) == 6 and res.log[-1]["loss"] < res.log[0]["loss"]
     tok = load_tokenizer("tiny-random-llama")
-    pt = np.mean(response_token_loss(load_adapter_model("tiny-random-llama", None), tok, PROMPTS, TARGETS))
-    ft = np.mean(response_token_loss(load_adapter_model("tiny-random-llama", res.path), tok, PROMPTS, TARGETS))
+    pt = np.mean(response_losses(load_adapter_model("tiny-random-llama", None), tok, PROMPTS, TARGETS)[0])
+    ft = np.mean(response_losses(load_adapter_model("tiny-random-llama", res.path), tok, PROMPTS, TARGETS)[0])
     assert ft < pt - 0.05
     again = train_adapter(name="control-toy", base_model="tiny-random-llama", prompts=PROMPTS, targets=TARGETS,
                           example_ids=IDS, spec=SPEC, adapters_dir=tmp_path, progress=False)
@@ -41,10 +44,41 @@ def test_adapter_learns_and_is_reused(tmp_path):
 def test_response_loss_ignores_the_prompt():
     tok = load_tokenizer("tiny-random-llama")
     model = load_model("tiny-random-llama", device="cpu")
-    a = response_token_loss(model, tok, ["Prompt one\nA:", "Another, much longer prompt text\nA:"], ["yes", "yes"])
-    b = response_token_loss(model, tok, ["Another, much longer prompt text\nA:"], ["yes"])
-    assert len(a) == 2 and abs(a[1] - b[0]) < 1e-4
-    assert all(np.isfinite(a))
+    a, a_answer = response_losses(model, tok, ["Prompt one\nA:", "Another, much longer prompt text\nA:"], ["yes", "yes"])
+    b, b_answer = response_losses(model, tok, ["Another, much longer prompt text\nA:"], ["yes"])
+    assert len(a) == 2 and abs(a[1] - b[0]) < 1e-4 and abs(a_answer[1] - b_answer[0]) < 1e-4
+    assert all(np.isfinite(a + a_answer))
+
+
+@pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-gemma3"])  # logits_to_keep and head-only routes
+def test_one_pass_gives_the_losses_of_two_passes_with_and_without_eos(name, monkeypatch):
+    """The loss without EOS from one pass equals a second pass on the sequences with EOS removed."""
+    tok = load_tokenizer(name)
+    model = load_model(name, device="cpu", dtype="float32")
+    prompts = [PROMPTS[0], "Q: short?\nA:", PROMPTS[5] + " and a longer tail of words", "Q: empty answer\nA:"]
+    targets = ["a much longer answer of several words", "b", "negative", ""]  # "": a separator token and EOS
+    with_eos, without = response_losses(model, tok, prompts, targets, batch_size=3)
+
+    def alone(item: Encoded) -> float:  # one example per forward pass: no padding
+        batch = collate([item], tok.pad_token_id)
+        labels = batch.pop("labels")
+        sums, counts, _ = training._response_nll(model, batch, labels)
+        return float((sums[0] / counts[0]).detach())
+
+    for i, (p, t) in enumerate(zip(prompts, targets)):
+        item = encode(tok, p, t)
+        assert item.input_ids[-1] == tok.eos_token_id
+        assert with_eos[i] == pytest.approx(alone(item), rel=1e-5, abs=1e-6)
+        assert without[i] == pytest.approx(alone(Encoded(item.input_ids[:-1], item.n_prompt)), rel=1e-5, abs=1e-6)
+        assert without[i] != pytest.approx(with_eos[i], rel=1e-6)
+    # a response that is EOS alone keeps it (nothing else to score)
+    item = encode(tok, "Q: x\nA:", "")
+    alone_eos = Encoded(item.input_ids[: item.n_prompt] + [tok.eos_token_id], item.n_prompt)
+    monkeypatch.setattr("layerwise.evaluation.encode", lambda *a, **k: alone_eos)
+    one, one_answer = response_losses(model, tok, ["Q: x\nA:"], [""])
+    assert one == one_answer == [pytest.approx(alone(alone_eos), rel=1e-5)]
+    with pytest.raises(ValueError, match="differ in length"):
+        response_losses(model, tok, prompts, targets[:2])
 
 
 def test_missing_target_module_lists_the_modules():

@@ -117,6 +117,29 @@ def test_second_run_reuses_everything(smoke_book):
     assert not (root / "book" / "executed" / "03_cka.ipynb").exists()
 
 
+def test_losses_and_evaluations_are_computed_only_where_they_are_read(smoke_book):
+    """Response losses: every model of the main design, and the other-task control the gate reads;
+    task-metric evaluations: the same but random-init. Seed replicates, the second sibling's control
+    and the control replicates give hidden states only."""
+    from layerwise.pipeline import Run
+    from layerwise.stages.evaluation import eval_path
+    from layerwise.stages.slots import gate_other_control
+    from layerwise.extraction import has_states
+    from layerwise.stages.states import loss_path, states_path
+
+    root, _, _ = smoke_book
+    with Run.from_spec("specs/smoke.yaml", [f"output_dir={root / 'run'}", "frozen=true"], verbose=False) as run:
+        others = {t: gate_other_control(run.slots, run.extra_slots, run.spec.tasks, t) for t in run.spec.tasks}
+        assert all(o is not None and o.role == vocab.OTHER_ROLE for o in others.values())
+        losses = {loss_path(run, s, t) for s in run.slots for t in s.tasks} | {loss_path(run, o, t) for t, o in others.items()}
+        metrics = ({eval_path(run, s, t) for s in run.slots if s.role != vocab.RANDOM_ROLE for t in s.tasks}
+                   | {eval_path(run, o, t) for t, o in others.items()})
+        assert all(has_states(states_path(run, s, t)) for s in run.slots + run.extra_slots for t in s.tasks)
+    written = set((root / "run" / "evaluation").glob("*/*.json"))
+    assert written == losses | metrics, (sorted(p.name for p in written - losses - metrics),
+                                         sorted(p.name for p in (losses | metrics) - written))
+
+
 def test_each_book_records_its_time_and_the_task_suite_chapter_shows_it(smoke_book):
     from layerwise.provenance import read_pieces
 

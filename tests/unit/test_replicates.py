@@ -1,5 +1,7 @@
 """Seed replicates, the other-task and control-seed baselines, and the split-half table: the pieces."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +9,9 @@ import pytest
 from conftest import tidy_table
 from layerwise import vocab
 from layerwise.spec import load_spec
-from layerwise.stages.slots import SEED_MARK, adapter_name, adapter_role, siblings_of
+from layerwise.stages.slots import (SEED_MARK, adapter_name, adapter_role, gate_other_control, plan_extra_slots, plan_slots,
+                                    siblings_of)
+from layerwise.training import AdapterResult
 from layerwise.stages.tables import findings_input, half_split
 
 
@@ -24,6 +28,21 @@ def test_siblings_are_the_next_tasks_cyclically_and_never_the_task_itself():
     assert siblings_of(["a", "b"], "b") == ["a"] and siblings_of(["a"], "a") == []
     # every task is a sibling of exactly two others: each control is run on two other tasks' inputs
     assert sorted(u for t in tasks for u in siblings_of(tasks, t)) == sorted(tasks * 2)
+
+
+def test_the_gate_reads_the_control_of_the_first_sibling_run_on_the_task():
+    spec = load_spec("specs/smoke.yaml", ["baselines=[other_task]"])
+    names = ["sft", "sft+seed43", "sft-heldout", "sft-heldout+seed43", *(f"control-{t}" for t in spec.tasks),
+             f"control-{spec.tasks[0]}+seed1"]
+    adapters = {n: AdapterResult(n, Path(n), f"key-{n}", [], False, 0.0) for n in names}
+    slots, extra = plan_slots(spec, adapters, str), plan_extra_slots(spec, adapters, str)
+    for task in spec.tasks:
+        other = gate_other_control(slots, extra, spec.tasks, task)
+        assert other.role == vocab.OTHER_ROLE and task in other.tasks
+        assert other.key == f"key-control-{siblings_of(spec.tasks, task)[0]}"
+    # without the other_task baseline, or with one task, there is none
+    assert gate_other_control(slots, [s for s in extra if s.role != vocab.OTHER_ROLE], spec.tasks, spec.tasks[0]) is None
+    assert gate_other_control(slots, extra, spec.tasks[:1], spec.tasks[0]) is None
 
 
 def test_half_split_is_disjoint_complete_and_seeded():

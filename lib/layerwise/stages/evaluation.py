@@ -21,7 +21,7 @@ from ..gate import OTHER_CONTROL, control_gate
 from ..tasks import get_task
 from ..vocab import CONTROL_ROLE, OTHER_ROLE, PT_ROLE, RANDOM_ROLE
 from .cached import cached_table, code_digest
-from .slots import ModelSlot, siblings_of
+from .slots import ModelSlot, gate_other_control
 from .states import for_each_model, read_loss, run_models, test_key
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ def _read_eval(run: Run, slot: ModelSlot, task: str) -> dict:
 
 
 def _eval_slots(run: Run) -> list[ModelSlot]:
-    """The models evaluated: every model of the main design but random-init, and the other-task controls."""
+    """The models evaluated: every model of the main design but random-init, and the other-task
+    controls (each only on the tasks where the gate reads it, see :func:`evaluate`)."""
     return [s for s in run.slots if s.role != RANDOM_ROLE] + [s for s in run.extra_slots if s.role == OTHER_ROLE]
 
 
@@ -82,7 +83,11 @@ def evaluate(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None 
         where the metric has none).
     """
     slots = _eval_slots(run) if slots is None else [s for s in slots if s.role != RANDOM_ROLE]
-    for_each_model(run, slots, lambda slot, task: eval_path(run, slot, task).is_file(),
+    others = {t: o.key for t in run.spec.tasks if (o := gate_other_control(run.slots, run.extra_slots, run.spec.tasks, t))}
+    # an other-task control is evaluated only where the gate reads it (its first sibling's inputs);
+    # compared by weights key, as a job passes a copy of the slot restricted to one task
+    skip = lambda slot, task: slot.role == OTHER_ROLE and slot.key != others.get(task)  # noqa: E731
+    for_each_model(run, slots, lambda slot, task: skip(slot, task) or eval_path(run, slot, task).is_file(),
                    lambda model, tokenizer, slot, task: work_on(run, model, tokenizer, slot, task), "evaluated")
     rows = []
     for slot in (s for s in slots if s.role != OTHER_ROLE):
@@ -96,7 +101,7 @@ def evaluate(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None 
 def gate_scores(run: Run) -> pd.DataFrame:
     """Per-example scores of PT, each control and another task's control on each task's evaluation examples.
 
-    The other task's control is the control of the task's first sibling (:func:`siblings_of`),
+    The other task's control is the control of the task's first sibling (:func:`~layerwise.stages.slots.gate_other_control`),
     when the run has the ``other_task`` baseline.
 
     Returns:
@@ -109,10 +114,8 @@ def gate_scores(run: Run) -> pd.DataFrame:
     rows = []
     for task in run.spec.tasks:
         models = [(PT_ROLE, run.slot(PT_ROLE, task)), (CONTROL_ROLE, run.slot(CONTROL_ROLE, task))]
-        sib = siblings_of(run.spec.tasks, task)
-        other = [s for s in run.extra_slots if s.role == OTHER_ROLE and task in s.tasks and sib and
-                 s.key == run.slot(CONTROL_ROLE, sib[0]).key]
-        models += [(OTHER_CONTROL, other[0])] if other else []
+        other = gate_other_control(run.slots, run.extra_slots, run.spec.tasks, task)
+        models += [(OTHER_CONTROL, other)] if other else []
         for role, slot in models:
             ev, loss = _read_eval(run, slot, task), read_loss(run, slot, task)
             nll = dict(zip(loss["ids"], loss["loss_no_eos"]))

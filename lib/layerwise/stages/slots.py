@@ -14,6 +14,7 @@ from ..training import AdapterResult
 from ..vocab import CONTROL_ROLE, HELDOUT_ROLE, OTHER_ROLE, PT_ROLE, RANDOM_ROLE, REPLICATE_ROLE, ROLES, SFT_ROLE
 
 __all__ = ["ModelSlot", "SIBLINGS", "SEED_MARK", "adapter_name", "plan_slots", "plan_extra_slots", "siblings_of",
+           "gate_other_control",
            "find_slot", "present_roles", "adapter_role"]
 
 #: How many other tasks' controls are run on each task's inputs (the other-task baseline).
@@ -139,6 +140,26 @@ def plan_extra_slots(spec: RunSpec, adapters: Mapping[str, AdapterResult], slug:
             res = adapters[adapter_name(f"control-{slug(t)}", seed, tr.seed)]
             out.append(ModelSlot(REPLICATE_ROLE, spec.base_model, res.key, res.path, False, (t,), seed))
     return out
+
+
+def gate_other_control(slots: Sequence[ModelSlot], extra_slots: Sequence[ModelSlot], tasks: Sequence[str],
+                       task: str) -> ModelSlot | None:
+    """The other task's control that the "learned its task" gate compares with on ``task``: the
+    control of ``task``'s first sibling (:func:`siblings_of`), run on ``task``'s inputs.
+
+    Args:
+        slots: the run's main design (:func:`plan_slots`). extra_slots: its replicates and
+            baselines (:func:`plan_extra_slots`). tasks: the run's tasks. task: one of them.
+
+    Returns:
+        The ``other-task control`` slot, or None when the run has no ``other_task`` baseline or a
+        single task.
+    """
+    sib = siblings_of(tasks, task)
+    if not sib:
+        return None
+    key = find_slot(slots, CONTROL_ROLE, sib[0], tasks).key
+    return next((s for s in extra_slots if s.role == OTHER_ROLE and task in s.tasks and s.key == key), None)
 
 
 def present_roles(slots: Sequence[ModelSlot]) -> list[str]:

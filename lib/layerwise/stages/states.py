@@ -28,10 +28,11 @@ from numpy.typing import NDArray
 from ..cache import CorruptArtefact, StaleResult, atomic_write_json, check_deadline, content_key, discard_corrupt, read_verified_json
 from ..extraction import has_states, load_states, prompt_hidden_states, save_states
 from ..models import compute_settings, load_random_init, load_tokenizer
-from ..training import AdapterBank, load_adapter_model, response_token_loss
+from ..evaluation import response_losses
+from ..training import AdapterBank, _response_token_nll, load_adapter_model
 from .. import batching
 from .cached import code_digest, library_versions
-from .slots import ModelSlot
+from .slots import ModelSlot, gate_other_control
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -68,7 +69,7 @@ def states_path(run: Run, slot: ModelSlot, task: str) -> Path:
 def loss_path(run: Run, slot: ModelSlot, task: str) -> Path:
     """File of the response loss of ``slot``'s model on ``task``'s first ``n_eval`` test examples."""
     key = content_key({"test": test_key(run, task), "n_eval": run.spec.data.n_eval, "compute": compute_key(run),
-                       "code": code_digest([response_token_loss])})
+                       "code": code_digest([response_losses, _response_token_nll])})
     return run.out / "evaluation" / slot.label / f"{run.slug(task)}-{key}.json"
 
 
@@ -164,19 +165,29 @@ def run_models(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | Non
                states: bool = True) -> None:
     """For every model compute what is missing on its tasks: hidden states on the test prompts
     (last token and mean pooled) and the response loss on the first ``data.n_eval`` test
-    examples. Each model is loaded once.
+    examples (the loss only where it is read: the models of the main design, and the other-task
+    control of the gate, :func:`~layerwise.stages.slots.gate_other_control`). Each model is
+    loaded once.
 
     ``slots`` (default: every slot of the run) restricts the work, e.g. to one slot with one task
     (one job of :mod:`layerwise.plan`). ``states=False`` computes the missing response losses only
     (what the gate and the loss tables read), so a run rendered from committed results, which has
     no hidden states, loads no model."""
     n_eval = run.spec.data.n_eval
+    # read by the loss table (the main design) and by the gate (its other-task control); a slot is
+    # named by (role, weights key), as a job passes a copy restricted to one task
+    main = {(s.role, s.key) for s in run.slots}
+    others = {t: (o.role, o.key) for t in run.spec.tasks
+              if (o := gate_other_control(run.slots, run.extra_slots, run.spec.tasks, t)) is not None}
+
+    def wants_loss(slot: ModelSlot, task: str) -> bool:
+        return (slot.role, slot.key) in main or others.get(task) == (slot.role, slot.key)
 
     def has(slot: ModelSlot, task: str) -> bool:
         return not states or has_states(states_path(run, slot, task), ids=list(run.tasks[task]["test"]["id"]))
 
     def done(slot: ModelSlot, task: str) -> bool:
-        return has(slot, task) and loss_path(run, slot, task).is_file()
+        return has(slot, task) and (not wants_loss(slot, task) or loss_path(run, slot, task).is_file())
 
     def work(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, slot: ModelSlot, task: str) -> None:
         te = run.tasks[task]["test"]
@@ -184,11 +195,10 @@ def run_models(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | Non
         if not has(slot, task):
             extract(run, model, tokenizer, slot, task, te, sp, progress=progress, desc=f"{slot.role} {task}")
         lp = loss_path(run, slot, task)
-        if not lp.is_file():
+        if wants_loss(slot, task) and not lp.is_file():
             prompts, targets, ids = list(te["prompt"]), list(te["target"]), list(te["id"])
-            kw = {"batch_size": run.spec.extraction.batch_size}
-            losses = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval], **kw)
-            answer = response_token_loss(model, tokenizer, prompts[:n_eval], targets[:n_eval], include_eos=False, **kw)
+            losses, answer = response_losses(model, tokenizer, prompts[:n_eval], targets[:n_eval],
+                                             batch_size=run.spec.extraction.batch_size)
             atomic_write_json(lp, {"ids": ids[:n_eval], "loss": losses, "loss_no_eos": answer})
 
     for_each_model(run, run.slots + run.extra_slots if slots is None else slots, done, work, "states + loss")

@@ -52,7 +52,6 @@ from .batching import batches as _batches
 __all__ = [
     "METRICS",
     "QA_TASKS",
-    "response_losses",
     "score_options",
     "option_log_likelihoods",
     "generate",
@@ -310,64 +309,6 @@ def option_log_likelihoods(
                 total = -float(sums[row])
                 out[i][j] = total if normalize == "sum" else total / max(int(counts[row]), 1)
     return out
-
-
-def response_losses(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    targets: Sequence[str],
-    *,
-    batch_size: int = 8,
-    max_length: int | None = None,
-) -> tuple[list[float], list[float]]:
-    """Mean negative log-likelihood (nats per token) of each target given its prompt, with and
-    without the EOS token that ends it, from one forward pass per batch.
-
-    The response is encoded as in training (:func:`layerwise.batching.encode`: target tokens then
-    EOS). The loss with EOS is the training loss. The loss without it measures the answer alone: a
-    pre-trained model never ends an answer with EOS, so with EOS any fine-tuned model "beats" PT as
-    soon as it has learned to stop. Without EOS = (sum of the response tokens' NLL - the EOS
-    token's NLL) / (tokens - 1); a response that is EOS alone, or was cut by ``max_length`` before
-    its EOS, keeps all its tokens. The same numbers as two passes (one on the sequences without
-    EOS), up to float round-off: in a causal LM no earlier position sees the EOS token.
-
-    Args:
-        model: causal LM in eval mode.
-        tokenizer: its tokenizer (``pad_token_id`` set).
-        prompts, targets: ``n`` paired texts.
-        batch_size: examples per forward pass.
-        max_length: as in :func:`layerwise.batching.encode`.
-
-    Returns:
-        (with EOS, without EOS): two lists of ``n`` floats, in input order.
-
-    Raises:
-        ValueError: ``prompts`` and ``targets`` differ in length.
-    """
-    import torch
-
-    from .training import _response_token_nll
-
-    if len(prompts) != len(targets):
-        raise ValueError(f"prompts and targets differ in length: {len(prompts)} != {len(targets)}")
-    items = [encode(tokenizer, p, t, max_length=max_length) for p, t in zip(prompts, targets)]
-    eos = tokenizer.eos_token_id
-    with_eos, without = [math.nan] * len(items), [math.nan] * len(items)
-    device = _device(model)
-    with torch.no_grad():
-        for idx in _batches(len(items), batch_size, [len(it.input_ids) for it in items]):
-            batch = collate([items[i] for i in idx], tokenizer.pad_token_id)
-            labels = batch.pop("labels").to(device)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            nll, mask, _ = _response_token_nll(model, batch, labels)
-            sums, counts = nll.sum(dim=1), mask.sum(dim=1)
-            for row, i in enumerate(idx):
-                it, total, n = items[i], float(sums[row]), int(counts[row])
-                with_eos[i] = total / max(n, 1)
-                ends_in_eos = eos is not None and len(it.input_ids) - it.n_prompt > 1 and it.input_ids[-1] == eos
-                without[i] = (total - float(nll[row, -1])) / (n - 1) if ends_in_eos else with_eos[i]
-    return with_eos, without
 
 
 def score_options(

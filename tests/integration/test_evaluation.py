@@ -206,7 +206,7 @@ def test_option_scores_do_not_depend_on_batching(llama):
         assert b == pytest.approx(s, abs=1e-4)
     # total log-likelihood is the training loss (response_losses' first list, mean NLL incl. EOS) x tokens
     from layerwise.batching import encode
-    from layerwise.evaluation import response_losses
+    from layerwise.training import response_losses
 
     nll = response_losses(model, tok, [PROMPTS[1]], ["negative"])[0][0]
     n_tokens = len(encode(tok, PROMPTS[1], "negative").labels) - encode(tok, PROMPTS[1]).n_prompt

@@ -7,8 +7,7 @@ from layerwise.models import load_model, load_tokenizer
 from layerwise.spec import TrainingSpec
 from layerwise import training
 from layerwise.batching import Encoded, collate, encode
-from layerwise.evaluation import response_losses
-from layerwise.training import adapter_summary, load_adapter_model, resolve_target_modules, train_adapter
+from layerwise.training import adapter_summary, load_adapter_model, resolve_target_modules, response_losses, train_adapter
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +73,7 @@ def test_one_pass_gives_the_losses_of_two_passes_with_and_without_eos(name, monk
     # a response that is EOS alone keeps it (nothing else to score)
     item = encode(tok, "Q: x\nA:", "")
     alone_eos = Encoded(item.input_ids[: item.n_prompt] + [tok.eos_token_id], item.n_prompt)
-    monkeypatch.setattr("layerwise.evaluation.encode", lambda *a, **k: alone_eos)
+    monkeypatch.setattr("layerwise.training.encode", lambda *a, **k: alone_eos)
     one, one_answer = response_losses(model, tok, ["Q: x\nA:"], [""])
     assert one == one_answer == [pytest.approx(alone(alone_eos), rel=1e-5)]
     with pytest.raises(ValueError, match="differ in length"):

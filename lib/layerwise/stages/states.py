@@ -28,8 +28,7 @@ from numpy.typing import NDArray
 from ..cache import CorruptArtefact, StaleResult, atomic_write_json, check_deadline, content_key, discard_corrupt, read_verified_json
 from ..extraction import has_states, load_states, prompt_hidden_states, save_states
 from ..models import compute_settings, load_random_init, load_tokenizer
-from ..evaluation import response_losses
-from ..training import AdapterBank, _response_token_nll, load_adapter_model
+from ..training import AdapterBank, _response_token_nll, load_adapter_model, response_losses
 from .. import batching
 from .cached import code_digest, library_versions
 from .slots import ModelSlot, gate_other_control

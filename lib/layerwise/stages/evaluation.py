@@ -21,7 +21,7 @@ from ..gate import OTHER_CONTROL, control_gate
 from ..tasks import get_task
 from ..vocab import CONTROL_ROLE, OTHER_ROLE, PT_ROLE, RANDOM_ROLE
 from .cached import cached_table, code_digest
-from .slots import ModelSlot, gate_other_control
+from .slots import ModelSlot, gate_other_control, gate_other_keys
 from .states import for_each_model, read_loss, run_models, test_key
 
 if TYPE_CHECKING:
@@ -83,9 +83,8 @@ def evaluate(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | None 
         where the metric has none).
     """
     slots = _eval_slots(run) if slots is None else [s for s in slots if s.role != RANDOM_ROLE]
-    others = {t: o.key for t in run.spec.tasks if (o := gate_other_control(run.slots, run.extra_slots, run.spec.tasks, t))}
-    # an other-task control is evaluated only where the gate reads it (its first sibling's inputs);
-    # compared by weights key, as a job passes a copy of the slot restricted to one task
+    others = gate_other_keys(run.slots, run.extra_slots, run.spec.tasks)
+    # an other-task control is evaluated only where the gate reads it (its first sibling's inputs)
     skip = lambda slot, task: slot.role == OTHER_ROLE and slot.key != others.get(task)  # noqa: E731
     for_each_model(run, slots, lambda slot, task: skip(slot, task) or eval_path(run, slot, task).is_file(),
                    lambda model, tokenizer, slot, task: work_on(run, model, tokenizer, slot, task), "evaluated")

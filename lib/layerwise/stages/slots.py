@@ -14,7 +14,7 @@ from ..training import AdapterResult
 from ..vocab import CONTROL_ROLE, HELDOUT_ROLE, OTHER_ROLE, PT_ROLE, RANDOM_ROLE, REPLICATE_ROLE, ROLES, SFT_ROLE
 
 __all__ = ["ModelSlot", "SIBLINGS", "SEED_MARK", "adapter_name", "plan_slots", "plan_extra_slots", "siblings_of",
-           "gate_other_control",
+           "gate_other_control", "gate_other_keys",
            "find_slot", "present_roles", "adapter_role"]
 
 #: How many other tasks' controls are run on each task's inputs (the other-task baseline).
@@ -160,6 +160,12 @@ def gate_other_control(slots: Sequence[ModelSlot], extra_slots: Sequence[ModelSl
         return None
     key = find_slot(slots, CONTROL_ROLE, sib[0], tasks).key
     return next((s for s in extra_slots if s.role == OTHER_ROLE and task in s.tasks and s.key == key), None)
+
+
+def gate_other_keys(slots: Sequence[ModelSlot], extra_slots: Sequence[ModelSlot], tasks: Sequence[str]) -> dict[str, str]:
+    """Task -> weights key of its :func:`gate_other_control` (tasks without one are absent): what
+    the stages compare a slot with, since a job passes a copy of a slot restricted to one task."""
+    return {t: o.key for t in tasks if (o := gate_other_control(slots, extra_slots, tasks, t)) is not None}
 
 
 def present_roles(slots: Sequence[ModelSlot]) -> list[str]:

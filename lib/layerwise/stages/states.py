@@ -30,8 +30,9 @@ from ..extraction import has_states, load_states, prompt_hidden_states, save_sta
 from ..models import compute_settings, load_random_init, load_tokenizer
 from ..training import AdapterBank, _response_token_nll, load_adapter_model, response_losses
 from .. import batching
+from ..vocab import OTHER_ROLE
 from .cached import code_digest, library_versions
-from .slots import ModelSlot, gate_other_control
+from .slots import ModelSlot, gate_other_keys
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -176,11 +177,10 @@ def run_models(run: Run, progress: bool = True, slots: Sequence[ModelSlot] | Non
     # read by the loss table (the main design) and by the gate (its other-task control); a slot is
     # named by (role, weights key), as a job passes a copy restricted to one task
     main = {(s.role, s.key) for s in run.slots}
-    others = {t: (o.role, o.key) for t in run.spec.tasks
-              if (o := gate_other_control(run.slots, run.extra_slots, run.spec.tasks, t)) is not None}
+    others = gate_other_keys(run.slots, run.extra_slots, run.spec.tasks)
 
     def wants_loss(slot: ModelSlot, task: str) -> bool:
-        return (slot.role, slot.key) in main or others.get(task) == (slot.role, slot.key)
+        return (slot.role, slot.key) in main or (slot.role == OTHER_ROLE and others.get(task) == slot.key)
 
     def has(slot: ModelSlot, task: str) -> bool:
         return not states or has_states(states_path(run, slot, task), ids=list(run.tasks[task]["test"]["id"]))
